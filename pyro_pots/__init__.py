@@ -1,0 +1,25 @@
+"""
+pyro-pots: discover the modes of a dataset with a responsibility-conditioned mixture VAE
+whose latent channels ("pots") are opened one at a time.
+
+The pieces mirror the design: :mod:`pyro_pots.distributions` (the logit-mixture prior and
+pot routing), :mod:`pyro_pots.handlers` (masking, responsibility scaling, lambda, kick),
+:mod:`pyro_pots.model` (:class:`PotsVAE` with its priors and guides), and
+:mod:`pyro_pots.sites` (the public site names).
+"""
+
+from pyro_pots import handlers, sites
+from pyro_pots.distributions import CategoricalKLPotential, LogitMixture, PotRouting, pots_mask
+from pyro_pots.model import PotsVAE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CategoricalKLPotential",
+    "LogitMixture",
+    "PotRouting",
+    "PotsVAE",
+    "handlers",
+    "pots_mask",
+    "sites",
+]

@@ -1,0 +1,55 @@
+"""
+Effect handlers of pyro-pots, in the style of :mod:`pyro.poutine`: each is a
+:class:`~pyro.poutine.messenger.Messenger` usable as a ``with`` block or as a wrapper
+``handler(fn, **kwargs)``.
+
+- :func:`active_pots`: mask closed pots out of every per-pot site and restrict routing and
+  the logit mixture to the open pots.
+- :func:`responsibility_scale`: weight each pot's latent terms by the responsibilities.
+- :func:`logit_prior_scale`: the lambda of the logit prior (0 switches it off).
+- :func:`kick`: exploration after a pot is opened.
+"""
+
+from pyro_pots.handlers.active_pots_messenger import ActivePotsMessenger
+from pyro_pots.handlers.kick_messenger import KickMessenger
+from pyro_pots.handlers.logit_prior_scale_messenger import LogitPriorScaleMessenger
+from pyro_pots.handlers.responsibility_scale_messenger import ResponsibilityScaleMessenger
+
+
+def _wrap(messenger, fn):
+    if fn is not None and not callable(fn):
+        raise ValueError(f"{fn!r} is not callable; pass handler values as keyword arguments")
+    return messenger(fn) if fn is not None else messenger
+
+
+def active_pots(fn=None, **kwargs):
+    """Convenient wrapper of :class:`ActivePotsMessenger` (keyword ``active``)."""
+    return _wrap(ActivePotsMessenger(**kwargs), fn)
+
+
+def responsibility_scale(fn=None, **kwargs):
+    """Convenient wrapper of :class:`ResponsibilityScaleMessenger` (keyword ``active``)."""
+    return _wrap(ResponsibilityScaleMessenger(**kwargs), fn)
+
+
+def logit_prior_scale(fn=None, **kwargs):
+    """Convenient wrapper of :class:`LogitPriorScaleMessenger` (keyword ``lam``)."""
+    return _wrap(LogitPriorScaleMessenger(**kwargs), fn)
+
+
+def kick(fn=None, **kwargs):
+    """Convenient wrapper of :class:`KickMessenger` (keywords ``pot``, ``temperature``,
+    ``bias``, ``lam_factor``)."""
+    return _wrap(KickMessenger(**kwargs), fn)
+
+
+__all__ = [
+    "ActivePotsMessenger",
+    "KickMessenger",
+    "LogitPriorScaleMessenger",
+    "ResponsibilityScaleMessenger",
+    "active_pots",
+    "kick",
+    "logit_prior_scale",
+    "responsibility_scale",
+]

@@ -16,31 +16,33 @@ from pyro_pots.handlers.logit_prior_scale_messenger import LogitPriorScaleMessen
 from pyro_pots.handlers.responsibility_scale_messenger import ResponsibilityScaleMessenger
 
 
-def _wrap(messenger, fn):
+def _wrap(messenger_class, fn, kwargs):
+    """``handler(fn, **kwargs)`` wraps ``fn``; ``handler(**kwargs)`` is a ``with`` block."""
     if fn is not None and not callable(fn):
         raise ValueError(f"{fn!r} is not callable; pass handler values as keyword arguments")
+    messenger = messenger_class(**kwargs)
     return messenger(fn) if fn is not None else messenger
 
 
 def active_pots(fn=None, **kwargs):
     """Convenient wrapper of :class:`ActivePotsMessenger` (keyword ``active``)."""
-    return _wrap(ActivePotsMessenger(**kwargs), fn)
+    return _wrap(ActivePotsMessenger, fn, kwargs)
 
 
 def responsibility_scale(fn=None, **kwargs):
     """Convenient wrapper of :class:`ResponsibilityScaleMessenger` (keyword ``active``)."""
-    return _wrap(ResponsibilityScaleMessenger(**kwargs), fn)
+    return _wrap(ResponsibilityScaleMessenger, fn, kwargs)
 
 
 def logit_prior_scale(fn=None, **kwargs):
     """Convenient wrapper of :class:`LogitPriorScaleMessenger` (keyword ``lam``)."""
-    return _wrap(LogitPriorScaleMessenger(**kwargs), fn)
+    return _wrap(LogitPriorScaleMessenger, fn, kwargs)
 
 
 def kick(fn=None, **kwargs):
     """Convenient wrapper of :class:`KickMessenger` (keywords ``pot``, ``temperature``,
     ``bias``, ``lam_factor``)."""
-    return _wrap(KickMessenger(**kwargs), fn)
+    return _wrap(KickMessenger, fn, kwargs)
 
 
 __all__ = [

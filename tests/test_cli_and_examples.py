@@ -12,15 +12,35 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_fit_writes_a_run_directory(tmp_path):
     out = tmp_path / "run"
-    code = main(["fit", "--out", str(out), "--num-epochs", "2", "--num-pots", "4",
-                 "--open-pots", "2", "--warmup-epochs", "1", "--threads", "1"])
+    code = main(
+        [
+            "fit",
+            "--out",
+            str(out),
+            "--num-epochs",
+            "2",
+            "--num-pots",
+            "4",
+            "--open-pots",
+            "2",
+            "--warmup-epochs",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_active"] == 2 and summary["active"] == [0, 1]
     assert sum(summary["usage"].values()) == pytest.approx(1.0)
     assert set(summary["clustering"]) == {"acc", "nmi", "ari"}
-    for name in ("history.csv", "model.pt", "plots/training.png", "plots/pot_means.png",
-                 "plots/responsibilities.png"):
+    for name in (
+        "history.csv",
+        "model.pt",
+        "plots/training.png",
+        "plots/pot_means.png",
+        "plots/responsibilities.png",
+    ):
         assert (out / name).stat().st_size > 0
     assert len((out / "history.csv").read_text().splitlines()) == 3
 
@@ -35,10 +55,13 @@ def test_fit_refuses_to_overwrite_a_run(tmp_path, capsys):
     assert (out / "summary.json").read_text() == "{}"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--data", "no_such_file.npz"], "no_such_file.npz"),
-    (["--open-pots", "5", "--num-pots", "3"], "--open-pots"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--data", "no_such_file.npz"], "no_such_file.npz"),
+        (["--open-pots", "5", "--num-pots", "3"], "--open-pots"),
+    ],
+)
 def test_fit_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):
     assert main(["fit", "--out", str(tmp_path / "r"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -83,22 +83,28 @@ def test_closed_pots_are_never_computed():
     vae = PotsVAE(D, num_pots=K, hidden_dim=8, decoder_hidden_dim=8)
     active = pots_mask(K, [0, 2])
     with torch.no_grad():
-        for layer in (vae.decoders.hidden_layer, vae.decoders.output_layer,
-                      vae.encoder.latent_heads):
+        for layer in (
+            vae.decoders.hidden_layer,
+            vae.decoders.output_layer,
+            vae.encoder.latent_heads,
+        ):
             layer.weight[~active] = math.nan
     loss = Trace_ELBO().differentiable_loss(vae.model, vae.guide, torch.rand(7, D), active)
     loss.backward()
     assert torch.isfinite(loss)
-    assert all(torch.isfinite(p.grad[active]).all() for p in (
-        vae.decoders.hidden_layer.weight, vae.encoder.latent_heads.weight))
+    assert all(
+        torch.isfinite(p.grad[active]).all()
+        for p in (vae.decoders.hidden_layer.weight, vae.encoder.latent_heads.weight)
+    )
 
 
 @pytest.mark.parametrize("prior", ["logit_mog", "none", "categorical_kl"])
 @pytest.mark.parametrize("guide", ["delta", "normal"])
 @pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO])
 def test_every_prior_and_logits_guide_trains(prior, guide, elbo):
-    vae = PotsVAE(D, num_pots=K, hidden_dim=8, decoder_hidden_dim=8, logit_prior=prior,
-                  logits_guide=guide)
+    vae = PotsVAE(
+        D, num_pots=K, hidden_dim=8, decoder_hidden_dim=8, logit_prior=prior, logits_guide=guide
+    )
     x = torch.rand(16, D)
     loss = elbo().differentiable_loss(vae.model, vae.guide, x, pots_mask(K, [0, 1, 3]))
     loss.backward()
@@ -107,8 +113,7 @@ def test_every_prior_and_logits_guide_trains(prior, guide, elbo):
 
 
 def test_categorical_kl_term_is_minus_kl_to_uniform_over_open_pots():
-    vae = PotsVAE(D, num_pots=K, hidden_dim=8, decoder_hidden_dim=8,
-                  logit_prior="categorical_kl")
+    vae = PotsVAE(D, num_pots=K, hidden_dim=8, decoder_hidden_dim=8, logit_prior="categorical_kl")
     x = torch.rand(12, D)
     active = pots_mask(K, [0, 2, 3])
     tr_g = poutine.trace(vae.guide).get_trace(x, active)
@@ -186,8 +191,15 @@ def test_kick_works_under_predictive():
 @pytest.mark.parametrize("routing", ["softmax", "gumbel", "straight_through"])
 @pytest.mark.parametrize("n_open", [64, 3])
 def test_whole_elbo_is_finite_at_temperature_005_with_64_pots(routing, n_open):
-    vae = PotsVAE(D, num_pots=64, latent_dim=2, hidden_dim=16, decoder_hidden_dim=8,
-                  routing=routing, temperature=0.05)
+    vae = PotsVAE(
+        D,
+        num_pots=64,
+        latent_dim=2,
+        hidden_dim=16,
+        decoder_hidden_dim=8,
+        routing=routing,
+        temperature=0.05,
+    )
     with torch.no_grad():  # large logits: routing at T=0.05 is then fully saturated
         vae.encoder.logits_head.weight.mul_(50.0)
     active = pots_mask(64, range(n_open))
@@ -195,8 +207,11 @@ def test_whole_elbo_is_finite_at_temperature_005_with_64_pots(routing, n_open):
         vae.zero_grad()
         tr_g = poutine.trace(vae.guide).get_trace(torch.rand(32, D), active)
         tr_g.compute_log_prob()
-        assert all(torch.isfinite(s["log_prob"]).all() for s in tr_g.nodes.values()
-                   if s["type"] == "sample" and "log_prob" in s)
+        assert all(
+            torch.isfinite(s["log_prob"]).all()
+            for s in tr_g.nodes.values()
+            if s["type"] == "sample" and "log_prob" in s
+        )
         loss = elbo.differentiable_loss(vae.model, vae.guide, torch.rand(32, D), active)
         loss.backward()
         assert torch.isfinite(loss)
@@ -204,8 +219,14 @@ def test_whole_elbo_is_finite_at_temperature_005_with_64_pots(routing, n_open):
 
 
 def test_continuous_bernoulli_likelihood_matches_torch():
-    vae = PotsVAE(D, num_pots=K, hidden_dim=8, decoder_hidden_dim=8,
-                  likelihood="continuous_bernoulli", routing="softmax")
+    vae = PotsVAE(
+        D,
+        num_pots=K,
+        hidden_dim=8,
+        decoder_hidden_dim=8,
+        likelihood="continuous_bernoulli",
+        routing="softmax",
+    )
     x = torch.rand(9, D)
     active = pots_mask(K, [0, 1])
     tr_g = poutine.trace(vae.guide).get_trace(x, active)

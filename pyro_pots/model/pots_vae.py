@@ -167,6 +167,8 @@ class PotsVAE(PyroModule):
         """
         :param x: data of shape ``(N, D)``.
         :param active: boolean mask ``(K,)`` of open pots; defaults to :attr:`active`.
+        :param num_rows: unused; the guide takes the model's arguments, as Predictive passes
+            the same arguments to both.
         """
         active = self._resolve_active(active)
         n = x.shape[0]

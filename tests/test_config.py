@@ -1,0 +1,371 @@
+"""Tests for pyro_pots.config: defaults from signatures, load/save, overrides, every error."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+
+import pyro_pots.config as config_module
+from pyro_pots.config import (
+    Config,
+    config_to_dict,
+    default_config,
+    load_config,
+    model_kwargs,
+    save_config,
+)
+from pyro_pots.distributions import ROUTING_MODES
+from pyro_pots.errors import PotsInputError
+from pyro_pots.handlers import KickMessenger
+from pyro_pots.model import LIKELIHOODS, LOGIT_PRIORS, LOGITS_GUIDES, PotsVAE
+from pyro_pots.model.priors import FlatLogitPrior, LogitMoGPrior
+from pyro_pots.training.svi_fit import fit_svi, lambda_schedule
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "configs"
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _error(*names: str, path=None, overrides=(), text=None, tmp_path=None) -> str:
+    """Load, expect PotsInputError with a one-line message naming every ``names``."""
+    if text is not None:
+        path = _write(tmp_path, text)
+    with pytest.raises(PotsInputError) as info:
+        load_config(path, overrides)
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message, message
+    for name in names:
+        assert name in message, f"{name!r} not in {message!r}"
+    return message
+
+
+def _get(cfg: Config, dotted: str):
+    section, key = dotted.split(".")
+    return getattr(getattr(cfg, section), key)
+
+
+def _default(function, parameter: str):
+    return inspect.signature(function).parameters[parameter].default
+
+
+# ---------------------------------------------------------------------------------------------
+# defaults: one source of truth
+# ---------------------------------------------------------------------------------------------
+
+# Written out here, independently of config.py, so a retyped default there cannot drift.
+SIGNATURE_DEFAULTS = [
+    ("model.num_pots", PotsVAE.__init__, "num_pots"),
+    ("model.latent_dim", PotsVAE.__init__, "latent_dim"),
+    ("model.hidden_dim", PotsVAE.__init__, "hidden_dim"),
+    ("model.decoder_hidden_dim", PotsVAE.__init__, "decoder_hidden_dim"),
+    ("model.likelihood", PotsVAE.__init__, "likelihood"),
+    ("model.responsibility_kl", PotsVAE.__init__, "responsibility_kl"),
+    ("prior.kind", PotsVAE.__init__, "logit_prior"),
+    ("prior.logits_guide", PotsVAE.__init__, "logits_guide"),
+    ("prior.M", LogitMoGPrior.__init__, "M"),
+    ("prior.sigma", LogitMoGPrior.__init__, "sigma"),
+    ("prior.lam_max", lambda_schedule, "lam_max"),
+    ("routing.mode", PotsVAE.__init__, "routing"),
+    ("routing.temperature", PotsVAE.__init__, "temperature"),
+    ("curriculum.kick_temperature", KickMessenger.__init__, "temperature"),
+    ("curriculum.kick_bias", KickMessenger.__init__, "bias"),
+    ("curriculum.kick_lam_factor", KickMessenger.__init__, "lam_factor"),
+    ("train.batch_size", fit_svi, "batch_size"),
+    ("train.lr", fit_svi, "lr"),
+    ("train.seed", fit_svi, "seed"),
+]
+
+TABLE_DEFAULTS = {
+    "data.spec": "digits",
+    "data.heldout_fraction": 0.1,
+    "data.seed": 0,
+    "prior.lam_warmup_epochs": 10,
+    "curriculum.start_pots": 1,
+    "curriculum.min_stage_epochs": 20,
+    "curriculum.patience": 10,
+    "curriculum.rel_tol": 1e-3,
+    "curriculum.smoothing": 0.3,
+    "curriculum.min_gain": 0.0,
+    "curriculum.min_usage": 0.02,
+    "curriculum.kick_epochs": 5,
+    "curriculum.init_noise": 0.01,
+    "curriculum.parent_rule": "recon",
+    "train.max_epochs": 300,
+    "train.device": "auto",
+    "train.threads": 2,
+    "train.jit": False,
+    "output.dir": "runs/fit",
+    "output.overwrite": False,
+    "output.plots": True,
+}
+
+
+@pytest.mark.parametrize("dotted, function, parameter", SIGNATURE_DEFAULTS)
+def test_default_read_from_signature(dotted, function, parameter):
+    value = _get(default_config(), dotted)
+    assert value == _default(function, parameter)
+    assert type(value) is type(_default(function, parameter)) or isinstance(value, float)
+
+
+def test_table_defaults_and_every_key_covered():
+    cfg = default_config()
+    for dotted, value in TABLE_DEFAULTS.items():
+        assert _get(cfg, dotted) == value, dotted
+    covered = {d for d, _, _ in SIGNATURE_DEFAULTS} | set(TABLE_DEFAULTS)
+    every = {f"{s}.{k}" for s, keys in config_to_dict(cfg).items() for k in keys}
+    assert covered == every
+    assert default_config() == Config() == load_config() == load_config(None, [])
+
+
+def test_reference_in_docstring_names_every_key_with_default():
+    doc = config_module.__doc__
+    for section, keys in config_to_dict(default_config()).items():
+        for key in keys:
+            assert f"``{section}.{key}``" in doc
+    assert "default ``gumbel`` from ``PotsVAE(routing=...)``" in doc
+
+
+def test_model_section_is_pots_vae_arguments():
+    parameters = set(inspect.signature(PotsVAE.__init__).parameters)
+    kwargs = model_kwargs(default_config())
+    assert set(kwargs) == parameters - {"self", "data_dim", "name"}
+    assert kwargs["routing"] == "gumbel" and kwargs["logits_guide"] == "delta"
+
+
+def test_model_kwargs_build_pots_vae():
+    kwargs = model_kwargs(load_config(overrides=["prior.M=7", "prior.sigma=2"]))
+    assert isinstance(kwargs["logit_prior"], LogitMoGPrior)
+    assert (kwargs["logit_prior"].M, kwargs["logit_prior"].sigma) == (7.0, 2.0)
+    vae = PotsVAE(64, **model_kwargs(default_config()))
+    assert vae.num_pots == default_config().model.num_pots
+    cfg = load_config(overrides=["prior.kind=none", "routing.mode=softmax", "model.num_pots=3"])
+    kwargs = model_kwargs(cfg)
+    assert kwargs["logit_prior"] == "none"
+    vae = PotsVAE(8, **kwargs)
+    assert isinstance(vae.logit_prior, FlatLogitPrior) and vae.routing == "softmax"
+
+
+@pytest.mark.parametrize(
+    "dotted, table",
+    [
+        ("model.likelihood", LIKELIHOODS),
+        ("prior.kind", list(LOGIT_PRIORS)),
+        ("prior.logits_guide", list(LOGITS_GUIDES)),
+        ("routing.mode", ROUTING_MODES),
+    ],
+)
+def test_choices_come_from_library_tables(dotted, table):
+    for name in table:
+        assert _get(load_config(overrides=[f"{dotted}={name}"]), dotted) == name
+    message = _error(dotted, "got 'nope'", overrides=[f"{dotted}=nope"])
+    assert f"one of {', '.join(table)}" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# loading, overrides, round trip
+# ---------------------------------------------------------------------------------------------
+
+
+def test_partial_file_merges_over_defaults(tmp_path):
+    path = _write(tmp_path, "model:\n  num_pots: 12\nprior:\n  sigma: 2\ntrain:\n")
+    cfg = load_config(str(path))
+    assert cfg.model.num_pots == 12 and cfg.model.latent_dim == default_config().model.latent_dim
+    assert cfg.prior.sigma == 2.0 and isinstance(cfg.prior.sigma, float)
+    assert cfg.train == default_config().train
+    assert load_config(_write(tmp_path, "# only a comment\n", "empty.yaml")) == default_config()
+
+
+def test_overrides_parse_values_and_win_over_file(tmp_path):
+    path = _write(tmp_path, "model:\n  num_pots: 12\n")
+    cfg = load_config(
+        path,
+        [
+            "model.num_pots=30",
+            "curriculum.start_pots=2",
+            "train.lr=3e-4",
+            "routing.temperature=1",
+            "output.plots=false",
+            "data.spec=synthetic:k=5,d=20",
+            "train.device=cuda:1",
+            " prior.kind = categorical_kl",
+        ],
+    )
+    assert cfg.model.num_pots == 30 and cfg.curriculum.start_pots == 2
+    assert cfg.train.lr == 3e-4
+    assert cfg.routing.temperature == 1.0 and isinstance(cfg.routing.temperature, float)
+    assert cfg.output.plots is False
+    assert cfg.data.spec == "synthetic:k=5,d=20" and cfg.train.device == "cuda:1"
+    assert cfg.prior.kind == "categorical_kl"
+    assert load_config(path, "model.num_pots=5").model.num_pots == 5  # a lone string
+    assert load_config(path, ["model.num_pots=5", "model.num_pots=6"]).model.num_pots == 6
+
+
+def test_exponent_without_dot_is_a_number_in_files(tmp_path):
+    cfg = load_config(_write(tmp_path, "train:\n  lr: 1e-4\ncurriculum:\n  rel_tol: 5E-3\n"))
+    assert cfg.train.lr == 1e-4 and cfg.curriculum.rel_tol == 5e-3
+
+
+def test_save_load_round_trip(tmp_path):
+    cfg = load_config(
+        overrides=[
+            "model.num_pots=7",
+            "prior.sigma=0.25",
+            "train.lr=1e-5",
+            "routing.mode=straight_through",
+            "output.dir='1e3'",  # a string that looks like a number must stay a string
+            "data.spec='yes'",  # quoted: YAML 1.1 reads a bare yes as true
+            "curriculum.kick_bias=-3",
+        ]
+    )
+    path = tmp_path / "saved.yaml"
+    save_config(cfg, path)
+    assert load_config(path) == cfg
+    assert load_config(path).output.dir == "1e3"
+    save_config(default_config(), path)
+    assert load_config(path) == default_config()
+    sections = ["data", "model", "prior", "routing", "curriculum", "train", "output"]
+    assert list(config_to_dict(cfg)) == sections
+    assert config_to_dict(cfg)["prior"]["sigma"] == 0.25
+
+
+def test_sections_are_frozen_and_validate_when_built():
+    cfg = default_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model.num_pots = 3
+    with pytest.raises(PotsInputError, match=r"'model\.num_pots'"):
+        dataclasses.replace(cfg.model, num_pots=0)
+
+
+@pytest.mark.parametrize("name", ["digits.yaml", "synthetic.yaml"])
+def test_example_configs_load(name):
+    assert isinstance(load_config(EXAMPLES / name), Config)
+
+
+def test_digits_example_is_the_defaults_with_20_pots():
+    cfg = load_config(EXAMPLES / "digits.yaml")
+    default = default_config()
+    assert cfg == dataclasses.replace(
+        default, model=dataclasses.replace(default.model, num_pots=20)
+    )
+    text = (EXAMPLES / "digits.yaml").read_text()
+    for keys in config_to_dict(cfg).values():  # its comments name every key
+        for key in keys:
+            assert key in text, key
+
+
+def test_synthetic_example():
+    cfg = load_config(EXAMPLES / "synthetic.yaml")
+    assert cfg.data.spec == "synthetic:k=5,d=20,n=2000,seed=0"
+    assert cfg.model.likelihood == "bernoulli"
+
+
+# ---------------------------------------------------------------------------------------------
+# errors: one line, naming the key, override or file
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        # unknown names
+        ("modle:\n  num_pots: 3\n", ["unknown config section 'modle'", "'model'", "allowed: data"]),
+        ("num_pots: 3\n", ["unknown config section 'num_pots'", "'model.num_pots'"]),
+        ("model:\n  num_pot: 3\n", ["unknown config key 'model.num_pot'", "'num_pots'"]),
+        ("model:\n  zzz: 3\n", ["unknown config key 'model.zzz'", "allowed: num_pots"]),
+        ("model: 3\n", ["config section 'model'", "mapping", "got 3"]),
+        # wrong types
+        ("model:\n  num_pots: ten\n", ["'model.num_pots'", "an integer >= 1", "got 'ten'"]),
+        ("model:\n  num_pots: true\n", ["'model.num_pots'", "got True"]),
+        ("model:\n  num_pots: 2.5\n", ["'model.num_pots'", "got 2.5"]),
+        ("prior:\n  sigma: [1, 2]\n", ["'prior.sigma'", "a number > 0", "got [1, 2]"]),
+        ("prior:\n  M: '5'\n", ["'prior.M'", "a number > 0", "got '5'"]),
+        ("train:\n  jit: 1\n", ["'train.jit'", "true or false", "got 1"]),
+        ("output:\n  dir: 12\n", ["'output.dir'", "a non-empty string", "got 12"]),
+        ("data:\n  spec: ''\n", ["'data.spec'", "a non-empty string"]),
+        ("model:\n  num_pots:\n", ["'model.num_pots'", "got None"]),
+        # bad values
+        ("prior:\n  sigma: -1\n", ["config key 'prior.sigma': must be a number > 0, got -1"]),
+        ("prior:\n  sigma: 0\n", ["'prior.sigma'", "a number > 0"]),
+        ("prior:\n  M: .inf\n", ["'prior.M'", "got inf"]),
+        ("model:\n  num_pots: 0\n", ["'model.num_pots'", "an integer >= 1", "got 0"]),
+        (
+            "routing:\n  mode: hardmax\n",
+            [
+                "config key 'routing.mode': must be one of softmax, gumbel, straight_through, "
+                "got 'hardmax'"
+            ],
+        ),
+        ("prior:\n  kind: dirichlet\n", ["'prior.kind'", "logit_mog, none, categorical_kl"]),
+        ("model:\n  likelihood: poisson\n", ["'model.likelihood'", "bernoulli"]),
+        ("prior:\n  logits_guide: flow\n", ["'prior.logits_guide'", "delta, normal"]),
+        ("data:\n  heldout_fraction: 1.5\n", ["'data.heldout_fraction'", "[0, 0.9]", "1.5"]),
+        ("curriculum:\n  smoothing: 0\n", ["'curriculum.smoothing'", "(0, 1]"]),
+        ("curriculum:\n  min_usage: 1\n", ["'curriculum.min_usage'", "[0, 1)"]),
+        ("curriculum:\n  parent_rule: random\n", ["'curriculum.parent_rule'", "recon, usage"]),
+        ("train:\n  device: gpu\n", ["'train.device'", "cuda:N", "got 'gpu'"]),
+        ("train:\n  threads: 0\n", ["'train.threads'", ">= 1"]),
+        (
+            "model:\n  num_pots: 4\ncurriculum:\n  start_pots: 5\n",
+            ["'curriculum.start_pots'", "<= model.num_pots (4)", "got 5"],
+        ),
+    ],
+)
+def test_file_errors_name_the_key(tmp_path, text, names):
+    _error(*names, text=text, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("model.num_pots", ["override 'model.num_pots'", "SECTION.KEY=VALUE"]),
+        ("num_pots=3", ["override 'num_pots=3'", "SECTION.KEY=VALUE"]),
+        ("model.=3", ["override 'model.=3'", "SECTION.KEY=VALUE"]),
+        ("model.num_pots.x=3", ["override 'model.num_pots.x=3'", "SECTION.KEY=VALUE"]),
+        ("model.num_pot=3", ["override 'model.num_pot=3'", "unknown config key", "'num_pots'"]),
+        ("modle.num_pots=3", ["override 'modle.num_pots=3'", "unknown config section 'modle'"]),
+        ("model.num_pots=[", ["override 'model.num_pots=['", "invalid YAML"]),
+        ("model.num_pots=x", ["config key 'model.num_pots'", "got 'x'"]),
+        ("train.jit=maybe", ["config key 'train.jit'", "got 'maybe'"]),
+    ],
+)
+def test_override_errors_name_the_override(override, names):
+    _error(*names, overrides=[override])
+
+
+def test_missing_file(tmp_path):
+    _error("config file", "nope.yaml", "no such file", path=tmp_path / "nope.yaml")
+    _error("config file", "is a directory", path=tmp_path)
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = _write(tmp_path, "model:\n  num_pots: 3\n  latent_dim: [1, 2\n")
+    message = _error(str(path), "invalid YAML", "line", path=path)
+    assert "line 3" in message or "line 4" in message
+    path = _write(tmp_path, "model:\n  num_pots: 3\nmodel:\n  latent_dim: 2\n")
+    _error(str(path), "line 3", "duplicate key 'model'", path=path)
+    path = _write(tmp_path, "a: b: c\n")
+    _error(str(path), "line 1", path=path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    path = _write(tmp_path, "- model\n- data\n")
+    _error(str(path), "mapping", "got a list", path=path)
+    path = _write(tmp_path, "just text\n")
+    _error(str(path), "mapping", "got a str", path=path)
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("data:\n  spec: caf\xe9\n".encode("latin-1"))
+    _error(str(path), "UTF-8", path=path)

@@ -182,20 +182,7 @@ class StageManager:
             if share < self.min_usage
             else f"relative gain {gain:.4f} < min_gain {self.min_gain}"
         )
-        self.open.remove(new)
-        decision = Decision(
-            "reject",
-            self.epoch,
-            self.stage,
-            pot=new,
-            parent=self.pending["parent"],
-            reason=why,
-            numbers=numbers,
-        )
-        self.pending = None
-        self._record(decision)
-        self.stopped, self.stop_reason = True, f"split rejected: {why}"
-        return decision
+        return self._reject(why, numbers, stop_reason=f"split rejected: {why}")
 
     def _unlock(self, usage, misfit, numbers) -> Decision:
         score = misfit if self.parent_rule == "recon" else usage
@@ -220,23 +207,18 @@ class StageManager:
 
     def _finish(self, reason: str, numbers: Dict[str, Any]) -> Decision:
         if self.pending is not None:  # stopping mid-judgement: the unlock was not shown to help
-            pot = self.pending["pot"]
-            self.open.remove(pot)
-            decision = Decision(
-                "reject",
-                self.epoch,
-                self.stage,
-                pot=pot,
-                parent=self.pending["parent"],
-                numbers=numbers,
-                reason=f"{reason} before the split of pot {pot} was judged",
-            )
-            self.pending = None
-            self._record(decision)
-            self.stopped, self.stop_reason = True, decision.reason
-            return decision
+            why = f"{reason} before the split of pot {self.pending['pot']} was judged"
+            return self._reject(why, numbers, stop_reason=why)
         self.stopped, self.stop_reason = True, reason
         return self._decide("stop", reason=reason, numbers=numbers)
+
+    def _reject(self, reason: str, numbers: Dict[str, Any], stop_reason: str) -> Decision:
+        """Close the pending pot again (the trainer restores its snapshot) and stop."""
+        pot, parent = self.pending["pot"], self.pending["parent"]
+        self.open.remove(pot)
+        self.pending = None
+        self.stopped, self.stop_reason = True, stop_reason
+        return self._decide("reject", pot=pot, parent=parent, reason=reason, numbers=numbers)
 
     def _decide(self, action: str, **kw) -> Decision:
         decision = Decision(action, self.epoch, self.stage, **kw)

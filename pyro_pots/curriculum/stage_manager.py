@@ -164,18 +164,10 @@ class StageManager:
             "stage_best": self.stage_best,
         }
         if share >= self.min_usage and gain >= self.min_gain:
-            self._record(
-                Decision(
-                    "accept",
-                    self.epoch,
-                    self.stage,
-                    pot=new,
-                    parent=self.pending["parent"],
-                    numbers=numbers,
-                    reason="the new pot holds data and the loss improved",
-                )
-            )
+            reason = "the new pot holds data and the loss improved"
+            parent = self.pending["parent"]
             self.pending = None
+            self._decide("accept", pot=new, parent=parent, numbers=numbers, reason=reason)
             return None
         why = (
             f"new pot {new} holds {share:.3f} of the data (< {self.min_usage})"

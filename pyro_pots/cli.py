@@ -1,195 +1,174 @@
 """
 The ``pyro-pots`` command line.
 
-``pyro-pots fit`` trains a :class:`~pyro_pots.model.PotsVAE` with plain SVI on a fixed
-number of open pots and writes a run directory (summary, history, model, plots). The
-curriculum that opens pots by itself builds on this loop.
+- ``pyro-pots fit [--config FILE] [--data SPEC] [--out DIR] [--set section.key=value ...]
+  [--overwrite] [--resume]``: grow a model by the curriculum and write a run directory.
+  With no arguments it fits the bundled digits data with the defaults.
+- ``pyro-pots evaluate --run DIR [--data SPEC]``: the summary numbers of a run's model on
+  its data or on other data with the same number of features.
+- ``pyro-pots sample --run DIR [--pot K] [-n N] [--out FILE]``: draw rows from the model
+  (from one pot, or from the mixture) into an ``.npz`` file.
 
-Bad input (data spec or file, argument values, an existing run directory) ends in one
-line on stderr and exit code 2.
+Bad input (config, data, argument, checkpoint, an existing output) ends in one line on
+stderr and exit code 2.
 """
 
 import argparse
-import csv
 import json
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
-from pyro.infer import Predictive
-from tqdm import tqdm
 
-from pyro_pots import PotsVAE, pots_mask
-from pyro_pots.data import Dataset, load_data
+from pyro_pots import run_dir
+from pyro_pots.config import load_config
+from pyro_pots.data import load_data
 from pyro_pots.errors import PotsInputError
-from pyro_pots.metrics import clustering_scores
-from pyro_pots.model.likelihoods import LIKELIHOODS
-from pyro_pots.plots import plot_pot_means, plot_responsibilities, plot_training
-from pyro_pots.training import fit_svi
+from pyro_pots.plots import pot_samples
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyro-pots", description="Discover the modes of a dataset with a mixture VAE."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="grow a model by the curriculum; write a run directory")
+    fit.add_argument("--config", help="YAML config (see examples/configs/)")
+    fit.add_argument("--data", help="digits | synthetic[:k=5,...] | a data file (data.spec)")
+    fit.add_argument("--out", help="run directory (output.dir)")
+    fit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key (repeatable)",
+    )
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    fit.add_argument("--resume", action="store_true", help="continue the run in --out")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="score a run's model on data")
+    evaluate.add_argument("--run", required=True, help="run directory")
+    evaluate.add_argument("--data", help="data spec (default: the run's own data)")
+
+    sample = commands.add_parser("sample", help="draw rows from a run's model")
+    sample.add_argument("--run", required=True, help="run directory")
+    sample.add_argument("--pot", type=int, help="draw from this open pot (default: the mixture)")
+    sample.add_argument("-n", type=_positive_int, default=16, help="rows to draw")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", help="output .npz (default: RUN/samples.npz; never replaced)")
+    return parser
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
+def fit_command(args: argparse.Namespace) -> Dict[str, Any]:
+    from pyro_pots.training.fitting import fit  # imports torch-heavy modules only when fitting
+
+    overrides = list(args.set)
+    if args.data is not None:
+        overrides.append(f"data.spec={args.data}")
+    if args.out is not None:
+        overrides.append(f"output.dir={args.out}")
+    if args.overwrite:
+        overrides.append("output.overwrite=true")
+    if args.resume and args.overwrite:
+        raise PotsInputError("--resume continues a run; it cannot be combined with --overwrite")
+    cfg = load_config(args.config, overrides)
+    result = fit(cfg, resume=args.resume, progress=not args.quiet)
+    print(f"run written to {result.out}", file=sys.stderr)
+    return result.summary
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyro-pots", description=__doc__.split("\n\n")[1])
-    commands = parser.add_subparsers(dest="command", required=True)
-    fit = commands.add_parser("fit", help="fit a PotsVAE by SVI and write a run directory")
-    fit.add_argument("--data", default="digits", help="digits | synthetic[:k=5,...] | a file")
-    fit.add_argument("--out", default="runs/fit", help="run directory (must not exist)")
-    fit.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    fit.add_argument("--num-pots", type=_positive_int, default=10, help="K_max")
-    fit.add_argument("--open-pots", type=_positive_int, default=3, help="pots open during the fit")
-    fit.add_argument("--latent-dim", type=_positive_int, default=4)
-    fit.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli")
-    fit.add_argument("--num-epochs", type=_positive_int, default=150)
-    fit.add_argument("--warmup-epochs", type=int, default=20, help="epochs to anneal lambda 0 -> 1")
-    fit.add_argument("--batch-size", type=_positive_int, default=128)
-    fit.add_argument("--lr", type=_positive_float, default=1e-3)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
-    return parser
+def load_run(run: Path):
+    """The config and the trained :class:`PotsVAE` of a run directory."""
+    from pyro_pots.training.fitting import CHECKPOINT_FORMAT
+    from pyro_pots.training.trainer import CurriculumTrainer
 
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if not run.is_dir():
+        raise PotsInputError(f"run directory '{run}' does not exist")
+    cfg = load_config(run / run_dir.CONFIG)
+    state = run_dir.load_checkpoint(run)
+    if state["format"] != CHECKPOINT_FORMAT:
         raise PotsInputError(
-            f"run directory '{out}' exists and is not empty; "
-            "pass --overwrite or choose another --out"
+            f"checkpoint in '{run}' has format {state['format']}, this version reads "
+            f"{CHECKPOINT_FORMAT}"
         )
-    (out / "plots").mkdir(parents=True, exist_ok=True)
+    placeholder = torch.zeros(1, state["data_dim"])  # the weights come from the checkpoint
+    trainer = CurriculumTrainer(cfg, placeholder, placeholder[:0])
+    try:
+        trainer.load_state_dict(state["trainer"])
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise PotsInputError(f"checkpoint in '{run}' does not fit its config: {error}") from None
+    trainer.finish()  # the final model, as fit() wrote it
+    return cfg, trainer
 
 
-def fit_command(args: argparse.Namespace) -> dict:
-    """Run ``pyro-pots fit`` and return the summary it writes."""
-    if args.open_pots > args.num_pots:
-        raise PotsInputError(f"--open-pots ({args.open_pots}) exceeds --num-pots ({args.num_pots})")
-    torch.set_num_threads(args.threads)
-    data = load_data(args.data, likelihood=args.likelihood)
-    out = Path(args.out)
-    _prepare_out(out, args.overwrite)
+def evaluate_command(args: argparse.Namespace) -> Dict[str, Any]:
+    from pyro_pots.training.fitting import summarize
 
-    torch.manual_seed(args.seed)
-    X = torch.from_numpy(data.X)
-    vae = PotsVAE(
-        data.n_features,
-        num_pots=args.num_pots,
-        latent_dim=args.latent_dim,
-        likelihood=args.likelihood,
-    )
-    active = pots_mask(args.num_pots, range(args.open_pots))
-    start = time.perf_counter()
-    with tqdm(total=args.num_epochs, desc=f"fit {data.name}", unit="epoch") as bar:
-
-        def progress(record):
-            bar.set_postfix(
-                loss=f"{record.loss:.2f}",
-                lam=f"{record.lam:.2f}",
-                max_resp=f"{record.mean_max_resp:.3f}",
-            )
-            bar.update()
-
-        history = fit_svi(
-            vae,
-            X,
-            active,
-            num_epochs=args.num_epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            warmup_epochs=args.warmup_epochs,
-            seed=args.seed,
-            on_epoch=progress,
+    cfg, trainer = load_run(Path(args.run))
+    data = load_data(args.data or cfg.data.spec, cfg.model.likelihood)
+    if data.n_features != trainer.vae.decoders.output_layer.weight.shape[-1]:
+        raise PotsInputError(
+            f"data has {data.n_features} features, the run's model takes "
+            f"{trainer.vae.decoders.output_layer.weight.shape[-1]}"
         )
-    summary = _summarize(vae, data, X, active, history, time.perf_counter() - start)
-    _write_run(out, vae, data, X, active, history, summary)
+    trainer.train_x = trainer.heldout_x = torch.from_numpy(data.X).to(trainer.device)
+    summary = summarize(trainer, data, seconds=0.0)
+    for key in ("final_loss", "epochs", "stages", "stop_reason", "time_s"):
+        summary.pop(key)
+    summary["heldout_loss_note"] = "mixture loss on all rows of this data (nats per row)"
     return summary
 
 
-def _summarize(vae: PotsVAE, data: Dataset, X, active, history, seconds: float) -> dict:
-    resp = vae.responsibilities(X, active).numpy()
-    pots = active.nonzero().squeeze(-1).tolist()
-    assign = resp.argmax(-1)
-    usage = {int(k): float((assign == k).mean()) for k in pots}
-    entropy = -(resp * np.log(np.clip(resp, 1e-30, 1))).sum(-1)
-    summary = {
-        "data": data.name,
-        "n_rows": data.n_rows,
-        "n_active": len(pots),
-        "active": pots,
-        "usage": usage,
-        "k_eff": sum(u >= 0.01 for u in usage.values()),
-        "peakiness": {
-            "mean_max_resp": float(resp.max(-1).mean()),
-            "mean_entropy": float(entropy.mean()),
-        },
-        "final_loss": history[-1].loss,
-        "time_s": round(seconds, 2),
-    }
-    if data.labels is not None:
-        summary["clustering"] = clustering_scores(data.labels, assign)
-    return summary
+def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
+    run = Path(args.run)
+    cfg, trainer = load_run(run)
+    vae = trainer.vae
+    open_pots = vae.active.nonzero().squeeze(-1).tolist()
+    if args.pot is not None and args.pot not in open_pots:
+        raise PotsInputError(f"--pot {args.pot} is not an open pot of this run; open: {open_pots}")
+    out = Path(args.out) if args.out else run / "samples.npz"
+    if out.exists():
+        raise PotsInputError(f"'{out}' exists; choose another --out (samples are never replaced)")
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.pot is not None:
+        pots = np.full(args.n, args.pot)
+    else:  # the mixture: pots drawn by their share of the training data
+        usage = trainer.history[-1]["usage"] if trainer.history else {}
+        weights = torch.tensor([max(usage.get(k, 0.0), 1e-12) for k in open_pots])
+        pots = np.asarray(open_pots)[torch.multinomial(weights, args.n, True, generator=gen)]
+    rows = np.empty((args.n, vae.decoders.output_layer.weight.shape[-1]), dtype=np.float32)
+    for pot in np.unique(pots):
+        mask = pots == pot
+        rows[mask] = pot_samples(vae, [int(pot)], int(mask.sum()), gen)[0]
+    np.savez(out, X=rows, pot=pots)
+    return {"file": str(out), "rows": args.n, "pots": sorted(set(int(p) for p in pots))}
 
 
-def _write_run(out: Path, vae, data: Dataset, X, active, history, summary: dict) -> None:
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with open(out / "history.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["epoch", "loss", "lambda", "mean_max_resp", "usage"])
-        for r in history:
-            writer.writerow(
-                [
-                    r.epoch,
-                    f"{r.loss:.6f}",
-                    r.lam,
-                    f"{r.mean_max_resp:.6f}",
-                    " ".join(f"{u:.4f}" for u in r.usage),
-                ]
-            )
-    torch.save(
-        {"state_dict": vae.state_dict(), "history": [asdict(r) for r in history]}, out / "model.pt"
-    )
-    plot_training(history, out / "plots" / "training.png")
-    plot_responsibilities(
-        vae.responsibilities(X, active).numpy(), out / "plots" / "responsibilities.png"
-    )
-    if data.image_shape is not None:
-        pots = active.nonzero().squeeze(-1).tolist()
-        means = np.stack([_pot_means(vae, k, n=8) for k in pots])
-        plot_pot_means(means, data.image_shape, pots, out / "plots" / "pot_means.png")
-
-
-@torch.no_grad()
-def _pot_means(vae: PotsVAE, pot: int, n: int) -> np.ndarray:
-    """Decoded means of ``n`` prior draws of one pot (a prior-predictive draw for that pot)."""
-    draw = Predictive(vae.model, num_samples=1, return_sites=["_RETURN"])
-    out = draw(None, pots_mask(vae.num_pots, pot), num_rows=n)["_RETURN"][0]
-    return vae.likelihood(out).mean.numpy()
+COMMANDS = {"fit": fit_command, "evaluate": evaluate_command, "sample": sample_command}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary = fit_command(args)
+        result = COMMANDS[args.command](args)
     except PotsInputError as error:
         print(f"pyro-pots: error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2))
-    print(f"run written to {args.out}")
+    print(json.dumps(result, indent=2))
     return 0
 
 

@@ -53,6 +53,8 @@ from typing import Any, ClassVar
 
 import yaml
 
+from pyro_pots.curriculum.normality import CRITICAL_1E4
+from pyro_pots.curriculum.stage_manager import PARENT_RULES
 from pyro_pots.distributions import ROUTING_MODES
 from pyro_pots.errors import PotsInputError
 from pyro_pots.handlers import KickMessenger
@@ -255,7 +257,10 @@ class ModelConfig(_Section):
     section: ClassVar[str] = "model"
 
     num_pots: int = _key(
-        _integer(1), _sig(PotsVAE.__init__, "num_pots"), "K_max, the most pots there can be"
+        _integer(1),
+        20,
+        "K_max, the most pots the curriculum may open (a cap, not a guess of K: the "
+        "curriculum decides how many it opens)",
     )
     latent_dim: int = _key(
         _integer(1), _sig(PotsVAE.__init__, "latent_dim"), "d, latent size of each pot"
@@ -339,25 +344,45 @@ class CurriculumConfig(_Section):
     section: ClassVar[str] = "curriculum"
 
     start_pots: int = _key(_integer(1), 1, "pots open at the start (<= model.num_pots)")
-    min_stage_epochs: int = _key(_integer(1), 20, "fewest epochs of a stage")
+    min_stage_epochs: int = _key(_integer(1), 10, "fewest epochs of a stage (after the kick)")
     patience: int = _key(
-        _integer(1), 10, "epochs without progress of the smoothed loss that end a stage"
+        _integer(1), 5, "epochs without progress of the smoothed loss that end a stage"
     )
     rel_tol: float = _key(
-        _number(0), 1e-3, "relative improvement of the smoothed loss that counts as progress"
+        _number(0), 2e-3, "relative improvement of the smoothed loss that counts as progress"
     )
     smoothing: float = _key(
         _number(0, 1, low_open=True),
         0.3,
         "weight of the newest epoch in the smoothed loss (1: no smoothing)",
     )
+    normality_critical: float = _key(
+        _number(0),
+        CRITICAL_1E4,
+        "split only pots whose codes' normality statistic (G-means' Anderson-Darling test on "
+        "the 2-means axis) exceeds this; the default is its critical value at alpha = 1e-4; "
+        "0 switches the test off",
+    )
+    heldout_stop: bool = _key(
+        _flag(),
+        False,
+        "also stop at the first split whose held-out mixture loss does not gain min_gain "
+        "(greedy; off by default: on digits and on synthetic data it stops too early)",
+    )
+    max_fades: int = _key(
+        _integer(1), 3, "splits in a row whose new pot may fade before the curriculum stops"
+    )
     min_gain: float = _key(
-        _number(0), 0.0, "least held-out gain of a stage over the previous one to go on"
+        _number(0), 0.0, "with heldout_stop: least held-out gain of a split, nats per row"
     )
     min_usage: float = _key(
         _number(0, 1, high_open=True), 0.02, "usage below which a pot counts as unused"
     )
-    kick_epochs: int = _key(_integer(0), 5, "epochs of the kick after a pot opens (0: none)")
+    kick_steps: int = _key(
+        _integer(0),
+        300,
+        "SVI steps of the kick after a pot opens, rounded up to whole epochs (0: none)",
+    )
     kick_temperature: float = _key(
         _number(0, low_open=True),
         _sig(KickMessenger.__init__, "temperature"),
@@ -365,22 +390,30 @@ class CurriculumConfig(_Section):
     )
     kick_bias: float = _key(
         _number(),
-        _sig(KickMessenger.__init__, "bias"),
-        "added to the new pot's routing logit during the kick",
+        0.0,
+        "added to the new pot's routing logit during the kick; 0 by default, because the "
+        "ELBO's gradient against a routing bias pulls the encoder's logits back to the "
+        "parent and undoes the kick's cross-entropy",
     )
     kick_lam_factor: float = _key(
         _number(0),
         _sig(KickMessenger.__init__, "lam_factor"),
         "multiplier of lambda during the kick",
     )
+    kick_weight: float = _key(
+        _number(0),
+        10.0,
+        "weight of the kick's cross-entropy (nats per kicked row) that teaches the encoder "
+        "the parent's split; at 1 the ELBO's pull on the logits undid real splits",
+    )
     init_noise: float = _key(
         _number(0), 0.01, "scale of the noise added when a new pot is copied from its parent"
     )
     parent_rule: str = _key(
-        _choice(("recon", "usage")),
-        "recon",
-        "which open pot a new pot is split from: ``recon`` (worst reconstruction) or "
-        "``usage`` (most used)",
+        _choice(PARENT_RULES),
+        "normality",
+        "which candidate pot a new pot is split from: ``normality`` (least normal codes), "
+        "``recon`` (largest misfit) or ``usage`` (most data)",
     )
 
 
@@ -390,7 +423,7 @@ class TrainConfig(_Section):
 
     section: ClassVar[str] = "train"
 
-    max_epochs: int = _key(_integer(1), 300, "most epochs, all stages together")
+    max_epochs: int = _key(_integer(1), 1000, "most epochs, all stages together")
     batch_size: int = _key(_integer(1), _sig(fit_svi, "batch_size"), "rows per SVI step")
     lr: float = _key(_number(0, low_open=True), _sig(fit_svi, "lr"), "Adam learning rate")
     seed: int = _key(_integer(), _sig(fit_svi, "seed"), "seed of initialisation and batches")

@@ -1,79 +1,149 @@
+import csv
 import json
 import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pyro_pots.cli import main
+from pyro_pots.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_fit_writes_a_run_directory(tmp_path):
+#: a tiny curriculum: a few epochs per stage, small networks, 3 pots at most.
+TINY = [
+    "--data",
+    "synthetic:k=2,d=8,n=240,seed=3",
+    "--quiet",
+    *("--set", "model.num_pots=3"),
+    *("--set", "model.hidden_dim=16"),
+    *("--set", "model.decoder_hidden_dim=16"),
+    *("--set", "curriculum.min_stage_epochs=2"),
+    *("--set", "curriculum.patience=1"),
+    *("--set", "curriculum.rel_tol=0.5"),
+    *("--set", "curriculum.kick_steps=4"),
+    *("--set", "prior.lam_warmup_epochs=2"),
+    *("--set", "train.threads=1"),
+]
+
+
+def fit(out, *extra):
+    return main(["fit", "--out", str(out), *TINY, *extra])
+
+
+def test_fit_writes_a_complete_run_directory(tmp_path):
     out = tmp_path / "run"
-    code = main(
-        [
-            "fit",
-            "--out",
-            str(out),
-            "--num-epochs",
-            "2",
-            "--num-pots",
-            "4",
-            "--open-pots",
-            "2",
-            "--warmup-epochs",
-            "1",
-            "--threads",
-            "1",
-        ]
-    )
-    assert code == 0
+    assert fit(out, "--set", "train.max_epochs=14") == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_active"] == 2 and summary["active"] == [0, 1]
+    for key in ("n_active", "active", "usage", "peakiness", "k_eff", "final_loss"):
+        assert key in summary
+    for key in ("heldout_loss", "time_s", "stages", "clustering"):
+        assert key in summary
+    assert summary["n_active"] == len(summary["active"]) == len(summary["usage"])
     assert sum(summary["usage"].values()) == pytest.approx(1.0)
     assert set(summary["clustering"]) == {"acc", "nmi", "ari"}
-    for name in (
-        "history.csv",
-        "model.pt",
-        "plots/training.png",
-        "plots/pot_means.png",
-        "plots/responsibilities.png",
-    ):
+    assert set(summary["peakiness"]) == {"mean_max_resp", "mean_entropy"}
+    history = list(csv.DictReader(open(out / "history.csv")))
+    assert len(history) == summary["epochs"] <= 14
+    assert {"train_loss", "heldout_loss", "lam", "temperature", "usage_0"} <= set(history[0])
+    log = json.loads((out / "stages.json").read_text())
+    assert log and log[0]["action"] == "unlock" and all("reason" in e for e in log)
+    rows = list(csv.DictReader(open(out / "assignments.csv")))
+    assert len(rows) == 240 and set(rows[0]) == {"row", "pot", "max_resp", "label"}
+    assert {int(r["pot"]) for r in rows} <= set(summary["active"])
+    assert load_config(out / "config.yaml").data.spec == "synthetic:k=2,d=8,n=240,seed=3"
+    for name in ("checkpoint.pt", "plots/losses.png", "plots/usage.png"):
         assert (out / name).stat().st_size > 0
-    assert len((out / "history.csv").read_text().splitlines()) == 3
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert fit(straight, "--set", "train.max_epochs=12") == 0
+    assert fit(split, "--set", "train.max_epochs=7") == 0
+    assert (
+        main(["fit", "--out", str(split), "--resume", "--quiet", "--set", "train.max_epochs=12"])
+        == 0
+    )
+    a = list(csv.DictReader(open(straight / "history.csv")))
+    b = list(csv.DictReader(open(split / "history.csv")))
+    assert len(a) == len(b) and a == b
+    sa = json.loads((straight / "stages.json").read_text())
+    sb = json.loads((split / "stages.json").read_text())
+    assert sa == sb
+
+
+def test_evaluate_and_sample_read_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert fit(out, "--set", "train.max_epochs=6") == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["n_rows"] == 240 and "clustering" in scores
+    assert main(["sample", "--run", str(out), "-n", "5"]) == 0
+    drawn = np.load(out / "samples.npz")
+    assert drawn["X"].shape == (5, 8) and np.isfinite(drawn["X"]).all()
+    assert main(["sample", "--run", str(out), "-n", "5"]) == 2  # never replaces a file
+    assert "exists" in capsys.readouterr().err
 
 
 def test_fit_refuses_to_overwrite_a_run(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "summary.json").write_text("{}")
-    assert main(["fit", "--out", str(out), "--num-epochs", "1"]) == 2
+    assert main(["fit", "--out", str(out), "--set", "train.max_epochs=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "exists" in err[0] and "--overwrite" in err[0]
     assert (out / "summary.json").read_text() == "{}"
 
 
+def test_overwrite_never_removes_a_directory_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    assert main(["fit", "--out", str(out), "--overwrite"]) == 2
+    assert "not a pyro-pots run" in capsys.readouterr().err
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["--data", "no_such_file.npz"], "no_such_file.npz"),
-        (["--open-pots", "5", "--num-pots", "3"], "--open-pots"),
+        (["fit", "--data", "no_such_file.npz"], "no_such_file.npz"),
+        (["fit", "--set", "model.num_pots=0"], "model.num_pots"),
+        (["fit", "--set", "routing.mode=fast"], "routing.mode"),
+        (["fit", "--set", "prior.sigma=0"], "prior.sigma"),
+        (["fit", "--config", "missing.yaml"], "missing.yaml"),
+        (["fit", "--resume"], "checkpoint"),
+        (["evaluate", "--run", "no_such_run"], "no_such_run"),
+        (["sample", "--run", "no_such_run"], "no_such_run"),
     ],
 )
-def test_fit_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, needle):
-    assert main(["fit", "--out", str(tmp_path / "r"), *argv]) == 2
+def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, argv, needle):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "runs").exists() or argv[1] == "--resume"
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert fit(out, "--set", "train.max_epochs=3") == 0
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.pt" in err[0]
 
 
 def test_bad_argument_value_exits_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--num-epochs", "0"])
+        main(["sample", "--run", "x", "-n", "0"])
     assert exit_info.value.code == 2
-    assert "--num-epochs" in capsys.readouterr().err
+    assert "-n" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("jit", [False, True])

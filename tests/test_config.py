@@ -65,7 +65,6 @@ def _default(function, parameter: str):
 
 # Written out here, independently of config.py, so a retyped default there cannot drift.
 SIGNATURE_DEFAULTS = [
-    ("model.num_pots", PotsVAE.__init__, "num_pots"),
     ("model.latent_dim", PotsVAE.__init__, "latent_dim"),
     ("model.hidden_dim", PotsVAE.__init__, "hidden_dim"),
     ("model.decoder_hidden_dim", PotsVAE.__init__, "decoder_hidden_dim"),
@@ -79,7 +78,6 @@ SIGNATURE_DEFAULTS = [
     ("routing.mode", PotsVAE.__init__, "routing"),
     ("routing.temperature", PotsVAE.__init__, "temperature"),
     ("curriculum.kick_temperature", KickMessenger.__init__, "temperature"),
-    ("curriculum.kick_bias", KickMessenger.__init__, "bias"),
     ("curriculum.kick_lam_factor", KickMessenger.__init__, "lam_factor"),
     ("train.batch_size", fit_svi, "batch_size"),
     ("train.lr", fit_svi, "lr"),
@@ -88,20 +86,26 @@ SIGNATURE_DEFAULTS = [
 
 TABLE_DEFAULTS = {
     "data.spec": "digits",
+    "model.num_pots": 20,
     "data.heldout_fraction": 0.1,
     "data.seed": 0,
     "prior.lam_warmup_epochs": 10,
     "curriculum.start_pots": 1,
-    "curriculum.min_stage_epochs": 20,
-    "curriculum.patience": 10,
-    "curriculum.rel_tol": 1e-3,
+    "curriculum.min_stage_epochs": 10,
+    "curriculum.patience": 5,
+    "curriculum.rel_tol": 2e-3,
     "curriculum.smoothing": 0.3,
     "curriculum.min_gain": 0.0,
+    "curriculum.heldout_stop": False,
+    "curriculum.max_fades": 3,
+    "curriculum.normality_critical": 1.8692,
+    "curriculum.kick_weight": 10.0,
+    "curriculum.kick_bias": 0.0,
     "curriculum.min_usage": 0.02,
-    "curriculum.kick_epochs": 5,
+    "curriculum.kick_steps": 300,
     "curriculum.init_noise": 0.01,
-    "curriculum.parent_rule": "recon",
-    "train.max_epochs": 300,
+    "curriculum.parent_rule": "normality",
+    "train.max_epochs": 1000,
     "train.device": "auto",
     "train.threads": 2,
     "train.jit": False,
@@ -252,12 +256,9 @@ def test_example_configs_load(name):
     assert isinstance(load_config(EXAMPLES / name), Config)
 
 
-def test_digits_example_is_the_defaults_with_20_pots():
+def test_digits_example_is_the_defaults():
     cfg = load_config(EXAMPLES / "digits.yaml")
-    default = default_config()
-    assert cfg == dataclasses.replace(
-        default, model=dataclasses.replace(default.model, num_pots=20)
-    )
+    assert cfg == default_config()
     text = (EXAMPLES / "digits.yaml").read_text()
     for keys in config_to_dict(cfg).values():  # its comments name every key
         for key in keys:
@@ -312,7 +313,10 @@ def test_synthetic_example():
         ("data:\n  heldout_fraction: 1.5\n", ["'data.heldout_fraction'", "[0, 0.9]", "1.5"]),
         ("curriculum:\n  smoothing: 0\n", ["'curriculum.smoothing'", "(0, 1]"]),
         ("curriculum:\n  min_usage: 1\n", ["'curriculum.min_usage'", "[0, 1)"]),
-        ("curriculum:\n  parent_rule: random\n", ["'curriculum.parent_rule'", "recon, usage"]),
+        (
+            "curriculum:\n  parent_rule: random\n",
+            ["'curriculum.parent_rule'", "normality, recon, usage"],
+        ),
         ("train:\n  device: gpu\n", ["'train.device'", "cuda:N", "got 'gpu'"]),
         ("train:\n  threads: 0\n", ["'train.threads'", ">= 1"]),
         (

@@ -13,10 +13,11 @@ SETTINGS = dict(
     patience=2,
     rel_tol=0.01,
     smoothing=1.0,
-    min_gain=0.02,
     min_usage=0.05,
     kick_epochs=2,
     parent_rule="recon",
+    heldout_stop=True,
+    min_gain=0.1,
 )
 
 
@@ -24,11 +25,11 @@ def manager(num_pots=4, **changes):
     return StageManager(num_pots, **{**SETTINGS, **changes})
 
 
-def feed(m, losses, usage=None, misfit=None):
+def feed(m, losses, usage=None, misfit=None, normality=None):
     """Feed losses until a non-continue decision; return it and how many were used."""
     for i, loss in enumerate(losses, 1):
         open_usage = usage or {k: 1 / len(m.open) for k in m.open}
-        d = m.observe(loss, open_usage, misfit or {k: float(k) for k in m.open})
+        d = m.observe(loss, open_usage, misfit or {k: float(k) for k in m.open}, normality)
         if d.action != "continue":
             return d, i
     return None, len(losses)
@@ -64,25 +65,80 @@ def test_kick_epochs_are_not_judged():
     assert m.kick_remaining == 0 and m.stage_epochs == 0 and m.smoothed is None
 
 
-def test_accept_then_reject_for_too_little_gain_and_stop():
+def test_greedy_heldout_rule_accepts_then_rejects_too_little_gain_and_stops():
     m = manager()
     feed(m, [10, 9, 8, 8, 8])  # stage 0, best 8 -> unlock 1
-    d, _ = feed(m, [0, 0] + [7, 6, 5, 5, 5])  # kick, then best 5: gain .375
+    d, _ = feed(m, [0, 0] + [7, 6, 5, 5, 5])  # kick, then best 5: gain 3 nats
     assert (d.action, d.pot) == ("unlock", 2)
     assert [e["action"] for e in m.log] == ["unlock", "accept", "unlock"]
-    d, _ = feed(m, [0, 0] + [5, 4.92, 4.92, 4.92, 4.92])  # gain 1.6 % < 2 %
-    assert (d.action, d.pot) == ("reject", 2)
-    assert "relative gain" in d.reason and m.stopped and m.open == [0, 1]
-    assert d.numbers["gain"] == pytest.approx(0.016)
+    d, _ = feed(m, [0, 0] + [5, 4.92, 4.92, 4.92, 4.92])  # gain 0.08 < min_gain 0.1
+    assert (d.action, d.pot, d.restore) == ("reject", 2, True)
+    assert "held-out gain" in d.reason and m.stopped and m.open == [0, 1]
+    assert d.numbers["gain"] == pytest.approx(0.08)
     with pytest.raises(RuntimeError, match="stopped"):
         m.observe(1.0, {}, {})
 
 
-def test_reject_when_the_new_pot_gets_too_little_data():
-    m = manager()
+def test_without_the_heldout_rule_a_split_without_gain_is_kept():
+    m = manager(heldout_stop=False)
     feed(m, [10, 9, 8, 8, 8])
-    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.98, 1: 0.02})
-    assert d.action == "reject" and "holds 0.020" in d.reason and m.open == [0]
+    d, _ = feed(m, [0, 0] + [9, 9, 9, 9, 9])  # worse than stage 0, but the pot holds data
+    assert (d.action, d.pot) == ("unlock", 2) and m.open == [0, 1, 2]
+
+
+def test_a_faded_split_is_undone_and_the_next_parent_is_tried_at_once():
+    m = manager(start_pots=2, heldout_stop=False)
+    d, _ = feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    assert (d.action, d.parent, d.pot) == ("unlock", 0, 2)
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.5, 1: 0.49, 2: 0.01})
+    # the split of pot 0 faded: undone, and pot 1 (next by misfit) is split instead
+    assert (d.action, d.parent, d.pot, d.restore) == ("unlock", 1, 2, True)
+    assert [e["action"] for e in m.log] == ["unlock", "reject", "unlock"]
+    assert "faded to 0.010" in m.log[1]["reason"] and m.tried == [0] and not m.stopped
+    assert d.numbers["parent_score"] == 1.0  # scored with the numbers of the pre-split state
+
+
+def test_max_fades_in_a_row_stop_the_curriculum():
+    m = manager(start_pots=3, heldout_stop=False, max_fades=2)
+    feed(m, [10, 9, 8, 8, 8])
+    faded = {0: 0.5, 1: 0.3, 2: 0.2, 3: 0.0}
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)  # first fade: retried
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)  # second fade: stop
+    assert (d.action, d.restore) == ("reject", True) and m.stopped and m.open == [0, 1, 2]
+    assert "2 splits in a row faded" in m.stop_reason
+
+
+def test_an_accepted_split_clears_the_tried_parents():
+    m = manager(start_pots=2, heldout_stop=False)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.5, 1: 0.5, 2: 0.0})  # fade; pot 1 is tried
+    assert m.tried == [0]
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.5, 1: 0.3, 2: 0.2})  # holds: accepted
+    assert m.tried == [] and m.log[-2]["action"] == "accept"
+
+
+def test_normality_rule_splits_the_least_normal_pot_and_stops_when_all_look_normal():
+    m = manager(start_pots=3, parent_rule="normality", normality_critical=1.87)
+    d, _ = feed(m, [3, 3, 3, 3, 3], normality={0: 2.5, 1: 40.0, 2: 0.3})
+    assert (d.action, d.parent, d.pot) == ("unlock", 1, 3)
+    m = manager(start_pots=3, parent_rule="recon", normality_critical=1.87)
+    d, _ = feed(
+        m, [3, 3, 3, 3, 3], misfit={0: 9.0, 1: 1.0, 2: 5.0}, normality={0: 1.0, 1: 3.0, 2: 2.0}
+    )
+    assert (d.action, d.parent) == ("unlock", 2)  # pot 0 fits worst but looks normal
+    m = manager(start_pots=2, parent_rule="normality", normality_critical=1.87)
+    d, _ = feed(m, [3, 3, 3, 3, 3], normality={0: 1.0, 1: 1.8})
+    assert d.action == "stop" and "one Gaussian blob" in d.reason and m.open == [0, 1]
+
+
+def test_would_end_stage_changes_nothing():
+    m = manager()
+    feed(m, [10, 9, 8, 8])
+    before = m.state_dict()
+    assert m.would_end_stage(8.0) is True and m.would_end_stage(1.0) is False
+    assert m.state_dict() == before
+    d = m.observe(8.0, {0: 1.0}, {0: 0.0})
+    assert d.action == "unlock"
 
 
 def test_stop_at_k_max():
@@ -97,7 +153,8 @@ def test_budget_stop_rejects_an_unjudged_unlock():
     m = manager()
     feed(m, [10, 9, 8, 8, 8])
     d = m.stop("epoch budget spent")
-    assert d.action == "reject" and m.open == [0] and "budget" in m.stop_reason
+    assert (d.action, d.restore) == ("reject", True) and m.open == [0]
+    assert "budget" in m.stop_reason
 
 
 def test_parent_rules():

@@ -8,9 +8,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-#: How the parent of a new pot is chosen: the open pot with the largest total
-#: reconstruction loss ("recon": it explains the most badly), or with the most data ("usage").
-PARENT_RULES = ("recon", "usage")
+#: How the parent of a new pot is chosen among the candidates: the least normal codes
+#: ("normality"), the largest total misfit ("recon": it explains its data worst), or the
+#: most data ("usage").
+PARENT_RULES = ("normality", "recon", "usage")
 
 
 @dataclass
@@ -18,8 +19,11 @@ class Decision:
     """One decision of the stage manager, with the reason and the numbers behind it.
 
     ``action`` is ``continue`` (train on), ``unlock`` (open ``pot`` split from ``parent``
-    and kick it), ``reject`` (restore the snapshot taken before ``pot`` was opened; the
-    manager has stopped) or ``stop``.
+    and kick it), ``accept`` (logged only: the split held), ``reject`` (the split of
+    ``pot`` is undone; the manager has stopped) or ``stop``. When ``restore`` is true the
+    trainer first restores :attr:`StageManager.snapshot`, its state before the last unlock
+    (a rejected split, logged as its own ``reject`` entry, may be followed at once by the
+    ``unlock`` of another parent).
     """
 
     action: str
@@ -27,6 +31,7 @@ class Decision:
     stage: int
     pot: Optional[int] = None
     parent: Optional[int] = None
+    restore: bool = False
     reason: str = ""
     numbers: Dict[str, Any] = field(default_factory=dict)
 
@@ -35,27 +40,44 @@ class StageManager:
     """
     The curriculum's state machine.
 
-    Call :meth:`observe` once per epoch with a loss that is **comparable across numbers of
-    open pots** (e.g. a held-out negative ELBO without the logit prior's normaliser, which
-    grows by about a nat per open pot), the fraction of data each open pot takes, and a
-    per-pot misfit (total reconstruction loss of the data the pot explains).
+    Call :meth:`observe` once per epoch with a held-out loss that is **comparable across
+    numbers of open pots** (:func:`~pyro_pots.training.scoring.mixture_loss`), the share of
+    the data each open pot takes, each pot's misfit (total negative ELBO of its data) and,
+    when the normality rule is on, each pot's normality statistic
+    (:func:`~pyro_pots.curriculum.normality.split_normality`).
 
-    - A stage ends on a plateau: after at least ``min_stage_epochs`` epochs (kick epochs
+    - **Stage end**: a plateau. After at least ``min_stage_epochs`` epochs (kick epochs
       excluded), the exponentially smoothed loss has not improved on its stage best by a
       relative ``rel_tol`` for ``patience`` epochs.
-    - At the end of the first stage, and of every stage whose unlock was accepted, the next
-      closed pot (lowest id) is opened, split from a parent chosen by ``parent_rule``.
-    - At the end of a stage that began with an unlock, the unlock is accepted when the new
-      pot holds at least ``min_usage`` of the data and the stage's best loss beats the
-      previous stage's best by at least ``min_gain`` (relative). Otherwise the trainer
-      restores the snapshot taken before the unlock and the curriculum stops.
-    - It also stops when every pot is open (after the last stage ends) or when
-      :meth:`stop` is called (the epoch budget).
+    - **Judging a split** (at the end of a stage that began with an unlock): the new pot
+      must hold at least ``min_usage`` of the data once the kick is over and the routing is
+      the model's own. A split that faded is rejected: the trainer restores
+      :attr:`snapshot` (its state before the unlock), the pot is closed again, the parent
+      is marked as tried, and the next candidate is split at once; after ``max_fades``
+      fades in a row the curriculum stops. With ``heldout_stop``,
+      a split must also beat the previous stage's best loss by ``min_gain`` nats per row;
+      if it does not, the snapshot is restored and the curriculum stops (the greedy
+      held-out rule).
+    - **Unlock**: the candidates are the open pots not yet tried since the last accepted
+      split and, when ``normality_critical > 0``, whose normality statistic exceeds it (the
+      pot's codes are not one Gaussian blob). The parent is the candidate with the largest
+      score under ``parent_rule``; the next closed pot (lowest id) is opened and kicked for
+      ``kick_epochs``.
+    - **Stop**: no candidate is left (every pot looks like one blob, or every split tried
+      faded), every pot is open, the greedy held-out rule fires, or :meth:`stop` is called
+      (the epoch budget; a split not yet judged is then undone).
 
-    Every decision other than ``continue`` is appended to :attr:`log`.
+    Every decision other than ``continue`` is appended to :attr:`log` with its reason and
+    the numbers behind it.
 
     :param int num_pots: K_max.
     :param int start_pots: pots open at the start (ids ``0..start_pots-1``).
+    :param str parent_rule: ``normality`` (least normal), ``recon`` (largest misfit) or
+        ``usage`` (most data).
+    :param float normality_critical: split only pots whose normality statistic exceeds
+        this; 0 switches the test off.
+    :param bool heldout_stop: stop at the first split that does not gain ``min_gain``.
+    :param int max_fades: splits in a row that may fade before the curriculum stops.
     """
 
     def __init__(
@@ -66,10 +88,13 @@ class StageManager:
         patience: int,
         rel_tol: float,
         smoothing: float,
-        min_gain: float,
         min_usage: float,
         kick_epochs: int,
         parent_rule: str,
+        normality_critical: float = 0.0,
+        heldout_stop: bool = False,
+        min_gain: float = 0.0,
+        max_fades: int = 3,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
             raise ValueError(f"start_pots must be in 1..{num_pots}, got {start_pots}")
@@ -82,10 +107,13 @@ class StageManager:
         self.patience = patience
         self.rel_tol = rel_tol
         self.smoothing = smoothing
-        self.min_gain = min_gain
         self.min_usage = min_usage
         self.kick_epochs = kick_epochs
         self.parent_rule = parent_rule
+        self.normality_critical = normality_critical
+        self.heldout_stop = heldout_stop
+        self.min_gain = min_gain
+        self.max_fades = max_fades
         # -- state (all of it in state_dict) --
         self.open: List[int] = list(range(start_pots))
         self.stage = 0
@@ -97,14 +125,23 @@ class StageManager:
         self.stage_bests: List[float] = []
         self.kick_remaining = 0
         self.pending: Optional[Dict[str, Any]] = None  # the unlock under evaluation
+        self.tried: List[int] = []  # parents whose split faded since the last accepted one
         self.snapshot: Any = None  # the trainer's state before the pending unlock
         self.stopped = False
         self.stop_reason = ""
         self.log: List[Dict[str, Any]] = []
 
     # -- the per-epoch step ----------------------------------------------------------
-    def observe(self, loss: float, usage: Dict[int, float], misfit: Dict[int, float]) -> Decision:
-        """Take one epoch's numbers and return what to do next."""
+    def observe(
+        self,
+        loss: float,
+        usage: Dict[int, float],
+        misfit: Dict[int, float],
+        normality: Optional[Dict[int, float]] = None,
+    ) -> Decision:
+        """Take one epoch's numbers and return what to do next. ``normality`` is only
+        read at the end of a stage, so it may be None on other epochs
+        (:attr:`needs_normality` says when it is needed)."""
         if self.stopped:
             raise RuntimeError("the curriculum has stopped; observe() takes no more epochs")
         if not math.isfinite(loss):
@@ -116,12 +153,26 @@ class StageManager:
         self._track(loss)
         if not self._plateau():
             return self._decide("continue")
-        return self._end_stage(usage, misfit)
+        return self._end_stage(usage, misfit, normality or {})
+
+    def would_end_stage(self, loss: float) -> bool:
+        """Whether observing ``loss`` now would end the stage (so the trainer computes the
+        normality statistics only then). Changes no state."""
+        if self.stopped or self.kick_remaining > 0:
+            return False
+        saved = (self.stage_epochs, self.smoothed, self.stage_best, self.since_best)
+        self._track(loss)
+        ends = self._plateau()
+        self.stage_epochs, self.smoothed, self.stage_best, self.since_best = saved
+        return ends
 
     def stop(self, reason: str) -> Decision:
-        """Stop from outside (the epoch budget); a pending unlock is judged first."""
+        """Stop from outside (the epoch budget); a split not yet judged is undone."""
         if self.stopped:
             return Decision("stop", self.epoch, self.stage, reason=self.stop_reason)
+        if self.pending is not None:
+            why = f"{reason} before the split of pot {self.pending['pot']} was judged"
+            return self._reject(why, {}, stop=True)
         return self._finish(reason, {})
 
     # -- internals -------------------------------------------------------------------
@@ -139,48 +190,60 @@ class StageManager:
     def _plateau(self) -> bool:
         return self.stage_epochs >= self.min_stage_epochs and self.since_best >= self.patience
 
-    def _end_stage(self, usage: Dict[int, float], misfit: Dict[int, float]) -> Decision:
+    def _end_stage(self, usage, misfit, normality) -> Decision:
         numbers = {"stage_best": self.stage_best, "stage_epochs": self.stage_epochs}
         if self.pending is not None:
-            verdict = self._judge(usage)
+            verdict = self._judge(usage, numbers)
             if verdict is not None:
                 return verdict
         self.stage_bests.append(self.stage_best)
         if len(self.open) == self.num_pots:
             return self._finish("every pot is open (K_max reached)", numbers)
-        return self._unlock(usage, misfit, numbers)
+        return self._unlock(usage, misfit, normality, numbers)
 
-    def _judge(self, usage: Dict[int, float]) -> Optional[Decision]:
-        """Accept the pending unlock (returns None) or reject it (returns the decision)."""
-        new, previous = self.pending["pot"], self.pending["previous_best"]
-        gain = (previous - self.stage_best) / (abs(previous) or 1.0)
+    def _judge(self, usage, numbers) -> Optional[Decision]:
+        """Accept the pending split (returns None), or reject it: retry with another parent
+        after a fade, stop when the held-out rule fires."""
+        new, parent = self.pending["pot"], self.pending["parent"]
         share = usage.get(new, 0.0)
-        numbers = {
-            "gain": gain,
-            "min_gain": self.min_gain,
-            "usage": share,
-            "min_usage": self.min_usage,
-            "previous_best": previous,
-            "stage_best": self.stage_best,
-        }
-        if share >= self.min_usage and gain >= self.min_gain:
-            reason = "the new pot holds data and the loss improved"
-            parent = self.pending["parent"]
-            self.pending = None
-            self._decide("accept", pot=new, parent=parent, numbers=numbers, reason=reason)
-            return None
-        why = (
-            f"new pot {new} holds {share:.3f} of the data (< {self.min_usage})"
-            if share < self.min_usage
-            else f"relative gain {gain:.4f} < min_gain {self.min_gain}"
-        )
-        return self._reject(why, numbers, stop_reason=f"split rejected: {why}")
+        previous = self.pending["previous_best"]
+        gain = previous - self.stage_best
+        numbers.update(usage=share, min_usage=self.min_usage, previous_best=previous, gain=gain)
+        if share < self.min_usage:
+            why = f"new pot {new} faded to {share:.3f} of the data (< min_usage {self.min_usage})"
+            if len(self.tried) + 1 >= self.max_fades:
+                why += f"; {self.max_fades} splits in a row faded"
+                return self._reject(why, numbers, stop=True)
+            return self._reject(why, numbers, stop=False)
+        if self.heldout_stop and gain < self.min_gain:
+            why = f"held-out gain {gain:.4f} nats/row < min_gain {self.min_gain}"
+            return self._reject(why, numbers, stop=True)
+        self.pending = None
+        self.tried = []
+        reason = "the new pot holds data after the kick"
+        self._decide("accept", pot=new, parent=parent, numbers=dict(numbers), reason=reason)
+        return None
 
-    def _unlock(self, usage, misfit, numbers) -> Decision:
-        score = misfit if self.parent_rule == "recon" else usage
-        parent = max(self.open, key=lambda k: score.get(k, -math.inf))
+    def _unlock(self, usage, misfit, normality, numbers, restore: bool = False) -> Decision:
+        score = {"normality": normality, "recon": misfit, "usage": usage}[self.parent_rule]
+        candidates = [k for k in self.open if k not in self.tried]
+        if self.normality_critical > 0:
+            candidates = [k for k in candidates if normality.get(k, 0.0) > self.normality_critical]
+        numbers = {**numbers, "normality": dict(normality), "tried": list(self.tried)}
+        if not candidates:
+            why = (
+                "no pot left to split: every open pot's codes look like one Gaussian blob "
+                f"(normality <= {self.normality_critical}) or its split faded"
+            )
+            return self._finish(why, numbers, restore=restore)
+        parent = max(candidates, key=lambda k: score.get(k, -math.inf))
         new = min(set(range(self.num_pots)) - set(self.open))
-        self.pending = {"pot": new, "parent": parent, "previous_best": self.stage_best}
+        self.pending = {
+            "pot": new,
+            "parent": parent,
+            "previous_best": self.stage_bests[-1] if self.stage_bests else math.inf,
+            "scores": {"usage": dict(usage), "misfit": dict(misfit), "normality": dict(normality)},
+        }
         self.open.append(new)
         self.stage += 1
         self.stage_epochs = 0
@@ -193,24 +256,32 @@ class StageManager:
             "unlock",
             pot=new,
             parent=parent,
+            restore=restore,
             numbers=numbers,
             reason=f"plateau; split pot {parent} ({self.parent_rule} rule)",
         )
 
-    def _finish(self, reason: str, numbers: Dict[str, Any]) -> Decision:
-        if self.pending is not None:  # stopping mid-judgement: the unlock was not shown to help
-            why = f"{reason} before the split of pot {self.pending['pot']} was judged"
-            return self._reject(why, numbers, stop_reason=why)
-        self.stopped, self.stop_reason = True, reason
-        return self._decide("stop", reason=reason, numbers=numbers)
-
-    def _reject(self, reason: str, numbers: Dict[str, Any], stop_reason: str) -> Decision:
-        """Close the pending pot again (the trainer restores its snapshot) and stop."""
+    def _reject(self, reason: str, numbers: Dict[str, Any], stop: bool) -> Decision:
+        """Undo the pending split (the trainer restores :attr:`snapshot`); then stop, or
+        retry at once with the next candidate parent."""
         pot, parent = self.pending["pot"], self.pending["parent"]
+        scores = self.pending["scores"]
         self.open.remove(pot)
         self.pending = None
-        self.stopped, self.stop_reason = True, stop_reason
-        return self._decide("reject", pot=pot, parent=parent, reason=reason, numbers=numbers)
+        self.tried.append(parent)
+        if stop:
+            self.stopped, self.stop_reason = True, f"split rejected: {reason}"
+            return self._decide(
+                "reject", pot=pot, parent=parent, restore=True, reason=reason, numbers=numbers
+            )
+        self._decide("reject", pot=pot, parent=parent, restore=True, reason=reason, numbers=numbers)
+        return self._unlock(
+            scores["usage"], scores["misfit"], scores["normality"], {}, restore=True
+        )
+
+    def _finish(self, reason: str, numbers: Dict[str, Any], restore: bool = False) -> Decision:
+        self.stopped, self.stop_reason = True, reason
+        return self._decide("stop", reason=reason, numbers=numbers, restore=restore)
 
     def _decide(self, action: str, **kw) -> Decision:
         decision = Decision(action, self.epoch, self.stage, **kw)
@@ -233,6 +304,7 @@ class StageManager:
         "stage_bests",
         "kick_remaining",
         "pending",
+        "tried",
         "snapshot",
         "stopped",
         "stop_reason",

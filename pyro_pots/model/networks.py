@@ -102,7 +102,12 @@ class PotDecoders(PyroModule):
     def per_pot(self, z: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Outputs of the pots in ``idx``: ``(..., len(idx), N, D)`` from ``z`` of
         ``(..., K, N, d)`` (leading dims appear under vectorized Predictive)."""
-        h = softplus(self.hidden_layer(z.index_select(-3, idx), idx))
+        return self.decode(z.index_select(-3, idx), idx)
+
+    def decode(self, z_open: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(..., len(idx), N, D)`` from codes of the pots in ``idx`` only,
+        ``z_open`` of shape ``(..., len(idx), N, d)``."""
+        h = softplus(self.hidden_layer(z_open, idx))
         return self.output_layer(h, idx)
 
     def forward(self, z: torch.Tensor, route: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

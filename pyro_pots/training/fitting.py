@@ -1,0 +1,154 @@
+"""
+``pyro_pots.fit(config)``: load the data, grow the model with the curriculum, and write the
+run directory (see :mod:`pyro_pots.run_dir`).
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pyro_pots import plots, run_dir
+from pyro_pots.config import Config, load_config, save_config
+from pyro_pots.data import Dataset, load_data
+from pyro_pots.errors import PotsInputError
+from pyro_pots.metrics import clustering_scores
+from pyro_pots.model import PotsVAE
+from pyro_pots.training.trainer import CurriculumTrainer
+
+#: version of the checkpoint layout; a checkpoint of another version is refused.
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model, its trainer and the summary it wrote."""
+
+    vae: PotsVAE
+    trainer: CurriculumTrainer
+    summary: Dict[str, Any]
+    out: Path
+
+
+def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = True) -> FitResult:
+    """
+    Fit a :class:`PotsVAE` by the curriculum and write the run directory ``cfg.output.dir``.
+
+    :param Config cfg: the configuration (default: :func:`~pyro_pots.config.default_config`).
+    :param bool resume: continue the run in ``cfg.output.dir`` from its checkpoint, with
+        the same stage state, RNG and optimizer; the run's saved config is used, with the
+        epoch budget (``train.max_epochs``) taken from ``cfg``.
+    :param bool progress: show a tqdm bar (stage, open pots, held-out loss).
+    :raises PotsInputError: bad data, an existing run directory without ``overwrite``, or
+        a missing or unreadable checkpoint.
+    """
+    cfg = cfg if cfg is not None else load_config()
+    out = Path(cfg.output.dir)
+    checkpoint = None
+    if resume:
+        checkpoint = run_dir.load_checkpoint(out)
+        saved = load_config(out / run_dir.CONFIG, [f"train.max_epochs={cfg.train.max_epochs}"])
+        cfg = saved
+    torch.set_num_threads(cfg.train.threads)
+    data = load_data(cfg.data.spec, cfg.model.likelihood)
+    train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
+    if not resume:
+        run_dir.prepare(out, cfg.output.overwrite)
+        save_config(cfg, out / run_dir.CONFIG)
+    trainer = CurriculumTrainer(cfg, torch.from_numpy(train.X), torch.from_numpy(held.X))
+    if checkpoint is not None:
+        if checkpoint["data_dim"] != data.n_features:
+            raise PotsInputError(
+                f"checkpoint in '{out}' is for {checkpoint['data_dim']} features, "
+                f"the data has {data.n_features}"
+            )
+        trainer.load_state_dict(checkpoint["trainer"])
+
+    start = time.perf_counter() - (checkpoint["time_s"] if checkpoint else 0.0)
+
+    def save() -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "data_dim": data.n_features,
+            "trainer": trainer.state_dict(),
+            "time_s": time.perf_counter() - start,
+        }
+        run_dir.save_checkpoint(state, out)
+
+    bar = tqdm(
+        total=cfg.train.max_epochs,
+        initial=trainer.epoch,
+        desc=f"pyro-pots {data.name}",
+        unit="epoch",
+        disable=not progress,
+    )
+
+    def on_epoch(row: Dict[str, Any]) -> None:
+        bar.set_postfix(
+            stage=row["stage"], pots=row["n_open"], heldout=f"{row['heldout_loss']:.3f}"
+        )
+        bar.update()
+        if row["action"] != "continue":
+            save()
+
+    with bar:
+        trainer.run(on_epoch)
+    save()  # before finish(): a run cut by the budget resumes from here
+    trainer.finish()
+    summary = summarize(trainer, data, time.perf_counter() - start)
+    write_outputs(trainer, data, summary, out, cfg.output.plots)
+    return FitResult(trainer.vae, trainer, summary, out)
+
+
+@torch.no_grad()
+def summarize(trainer: CurriculumTrainer, data: Dataset, seconds: float) -> Dict[str, Any]:
+    """The headline numbers of a fitted model on all rows of ``data``."""
+    vae = trainer.vae
+    x = torch.from_numpy(data.X).to(trainer.device)
+    resp = vae.responsibilities(x).cpu().numpy()
+    pots = vae.active.nonzero().squeeze(-1).tolist()
+    resp = resp[:, pots]
+    assign = resp.argmax(-1)
+    usage = {pot: float((assign == j).mean()) for j, pot in enumerate(pots)}
+    entropy = -(resp * np.log(np.clip(resp, 1e-30, 1))).sum(-1)
+    history = trainer.history
+    summary = {
+        "data": data.name,
+        "n_rows": data.n_rows,
+        "n_active": len(pots),
+        "active": pots,
+        "usage": usage,
+        "k_eff": sum(u >= 0.01 for u in usage.values()),
+        "peakiness": {
+            "mean_max_resp": float(resp.max(-1).mean()),
+            "mean_entropy": float(entropy.mean()),
+        },
+        "final_loss": history[-1]["train_loss"] if history else None,
+        "heldout_loss": trainer.evaluate()["heldout_loss"],
+        "epochs": trainer.epoch,
+        "stages": trainer.manager.stage + 1,
+        "stop_reason": trainer.manager.stop_reason,
+        "time_s": round(seconds, 2),
+    }
+    if data.labels is not None:
+        summary["clustering"] = clustering_scores(data.labels, np.asarray(pots)[assign])
+    return summary
+
+
+def write_outputs(
+    trainer: CurriculumTrainer, data: Dataset, summary: Dict[str, Any], out: Path, with_plots: bool
+) -> None:
+    vae = trainer.vae
+    run_dir.write_history(trainer.history, vae.num_pots, out / run_dir.HISTORY)
+    run_dir.write_json(trainer.manager.log, out / run_dir.STAGES)
+    run_dir.write_json(summary, out / run_dir.SUMMARY)
+    x = torch.from_numpy(data.X).to(trainer.device)
+    pots = vae.active.nonzero().squeeze(-1).tolist()
+    resp = vae.responsibilities(x).cpu().numpy()[:, pots]
+    run_dir.write_assignments(resp, pots, data.labels, out / run_dir.ASSIGNMENTS)
+    if with_plots:
+        plots.write_run_plots(trainer.history, trainer.manager.log, resp, vae, data, out / "plots")

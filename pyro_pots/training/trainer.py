@@ -1,0 +1,278 @@
+"""
+The curriculum's training loop: SVI epochs on the open pots, a comparable held-out score
+after each, and the stage manager's decisions acted on (split a pot and kick it, restore a
+snapshot, stop).
+
+The model and guide stay plain Pyro callables: each step minimises
+``Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, active)`` under the handlers
+(:func:`~pyro_pots.handlers.logit_prior_scale` for lambda, :func:`~pyro_pots.handlers.kick`
+while a new pot is kicked). The kick adds one term outside the ELBO: a cross-entropy that
+teaches the encoder's raw logits the two-way split of the parent's rows (a kick that only
+biases routing is undone as soon as it ends; see ``shared/docs/FINDINGS.md``). After the
+kick the routing is the model's own; a split the data does not support fades.
+"""
+
+import contextlib
+import copy
+import math
+from typing import Any, Callable, Dict, List, Optional
+
+import pyro
+import torch
+from pyro.infer import JitTrace_ELBO, Trace_ELBO
+from pyro.util import get_rng_state, set_rng_state
+from torch.nn.functional import cross_entropy
+
+from pyro_pots import handlers
+from pyro_pots.config import Config, model_kwargs
+from pyro_pots.curriculum import Decision, StageManager
+from pyro_pots.curriculum.normality import split_normality
+from pyro_pots.curriculum.split import copy_pot, two_means
+from pyro_pots.model import PotsVAE
+from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
+from pyro_pots.training.svi_fit import lambda_schedule
+
+#: rows the kick's 2-means sees at most (its split only needs the parent's shape).
+_TWO_MEANS_ROWS = 5000
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is ``cuda`` when a GPU is present, else ``cpu``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
+    """The stage manager ``cfg`` describes; the kick's steps become whole epochs."""
+    c = cfg.curriculum
+    return StageManager(
+        num_pots=cfg.model.num_pots,
+        start_pots=c.start_pots,
+        min_stage_epochs=c.min_stage_epochs,
+        patience=c.patience,
+        rel_tol=c.rel_tol,
+        smoothing=c.smoothing,
+        min_usage=c.min_usage,
+        kick_epochs=math.ceil(c.kick_steps / steps_per_epoch),
+        parent_rule=c.parent_rule,
+        normality_critical=c.normality_critical,
+        heldout_stop=c.heldout_stop,
+        min_gain=c.min_gain,
+        max_fades=c.max_fades,
+    )
+
+
+class CurriculumTrainer:
+    """
+    Grows a :class:`PotsVAE` one pot at a time on ``train_x``, judging stages on
+    ``heldout_x`` (or on ``train_x`` when no rows are held out).
+
+    :param Config cfg: the run configuration.
+    :param torch.Tensor train_x: rows trained on, ``(N, D)``.
+    :param torch.Tensor heldout_x: rows that score the stages, ``(M, D)``; may be empty.
+    """
+
+    def __init__(self, cfg: Config, train_x: torch.Tensor, heldout_x: torch.Tensor) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)
+        pyro.set_rng_seed(cfg.train.seed)
+        self.vae = PotsVAE(train_x.shape[1], **model_kwargs(cfg)).to(self.device)
+        self.train_x = train_x.to(self.device)
+        self.heldout_x = heldout_x.to(self.device) if len(heldout_x) else self.train_x
+        self.manager = build_manager(cfg, math.ceil(len(train_x) / cfg.train.batch_size))
+        self.vae.open_pots(self.manager.open)
+        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.train.lr)
+        self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
+        self._elbos: Dict[Any, Any] = {}
+        self.epoch = 0
+        self.history: List[Dict[str, Any]] = []
+        # -1: no kick target; else the pot the kick teaches this row's logits to pick.
+        self.kick_targets = torch.full((len(train_x),), -1, dtype=torch.long)
+        self.kick_pot: Optional[int] = None
+        self.batch_generator = torch.Generator().manual_seed(cfg.train.seed)
+
+    # -- one epoch -----------------------------------------------------------------
+    def train_epoch(self) -> Dict[str, Any]:
+        cfg, c = self.cfg, self.cfg.curriculum
+        lam = lambda_schedule(self.epoch, cfg.prior.lam_warmup_epochs, cfg.prior.lam_max)
+        kicking = self.manager.kick_remaining > 0
+        active = self.vae.active.clone()
+        elbo = self._elbo(lam, kicking)
+        order = torch.randperm(len(self.train_x), generator=self.batch_generator)
+        total = 0.0
+        kick = (
+            handlers.kick(
+                pot=self.kick_pot,
+                temperature=c.kick_temperature,
+                bias=c.kick_bias,
+                lam_factor=c.kick_lam_factor,
+            )
+            if kicking
+            else contextlib.nullcontext()
+        )
+        with handlers.logit_prior_scale(lam=lam), kick:
+            for rows in order.split(cfg.train.batch_size):
+                xb = self.train_x[rows]
+                loss = elbo.differentiable_loss(self.model, self.guide, xb, active)
+                if kicking:
+                    loss = loss + c.kick_weight * self._kick_loss(xb, rows, active)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                total += loss.item()
+        self.epoch += 1
+        return {"train_loss": total / len(self.train_x), "lam": lam, "kicking": kicking}
+
+    def _elbo(self, lam: float, kicking: bool):
+        if not self.cfg.train.jit:
+            return self._elbos.setdefault(None, Trace_ELBO())
+        # handler values are compile-time constants under JIT: one compiled ELBO each
+        key = (lam, self.kick_pot if kicking else None)
+        if key not in self._elbos:
+            self._elbos[key] = JitTrace_ELBO(ignore_jit_warnings=True)
+        return self._elbos[key]
+
+    def _kick_loss(self, xb: torch.Tensor, rows: torch.Tensor, active: torch.Tensor):
+        """Cross-entropy (summed over rows) between the raw logits over the open pots and
+        the two-way split of the parent's rows; rows without a target add nothing."""
+        target = self.kick_targets[rows].to(self.device)
+        has = target >= 0
+        if not has.any():
+            return xb.new_zeros(())
+        head = self.vae.encoder.logits_params(self.vae.encoder.hidden(xb[has]))
+        y = self.vae.logits_guide(head).mean
+        y = y.masked_fill(~active, -math.inf)
+        return cross_entropy(y, target[has], reduction="sum")
+
+    # -- scores --------------------------------------------------------------------
+    def evaluate(self) -> Dict[str, Any]:
+        """The numbers the stage manager judges by, with fixed noise (common random
+        numbers): held-out mixture loss, and on the training rows usage and misfit."""
+        active = self.vae.active
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 1)
+        train = pot_scores(self.vae, self.train_x, active, generator=gen)
+        weights = mixture_weights(train.resp)
+        held = pot_scores(self.vae, self.heldout_x, active, generator=gen)
+        pots = train.pots.tolist()
+        usage = train.resp.argmax(-1).bincount(minlength=len(pots)).double() / len(train.resp)
+        misfit = -(train.resp * train.elbo).sum(0)
+        return {
+            "heldout_loss": mixture_loss(held, weights).mean().item(),
+            "usage": dict(zip(pots, usage.tolist())),
+            "misfit": dict(zip(pots, misfit.tolist())),
+            "mean_max_resp": train.resp.max(-1).values.mean().item(),
+            "scores": train,
+        }
+
+    def normality(self, scores: PotScores) -> Dict[int, float]:
+        """Each open pot's normality statistic on the codes of the training rows it holds."""
+        own = scores.resp.argmax(-1)
+        return {
+            pot: split_normality(scores.codes[j][own == j], self.cfg.train.seed)
+            for j, pot in enumerate(scores.pots.tolist())
+        }
+
+    # -- acting on decisions ---------------------------------------------------------
+    def act(self, decision: Decision, scores: Optional[PotScores]) -> None:
+        """Restore the pre-unlock snapshot when told to, then split on an unlock."""
+        if decision.restore:
+            self.restore(self.manager.snapshot)
+            self.kick_targets.fill_(-1)
+        if decision.action == "unlock":
+            self.manager.snapshot = self.snapshot()
+            self._split(decision.parent, decision.pot, scores)
+        self.vae.open_pots(self.manager.open)
+
+    def _split(self, parent: int, new: int, scores) -> None:
+        """Copy the parent into the new pot and set the kick's targets: the parent's rows
+        split in two by 2-means on the parent's latent codes."""
+        c = self.cfg.curriculum
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new)
+        copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
+        column = scores.pots.tolist().index(parent)
+        rows = (scores.resp.argmax(-1) == column).nonzero().squeeze(-1).cpu()
+        rows = rows[torch.randperm(len(rows), generator=gen)[:_TWO_MEANS_ROWS]]
+        halves = torch.as_tensor(two_means(scores.codes[column][rows.to(self.device)], new))
+        self.kick_targets.fill_(-1)
+        self.kick_targets[rows] = torch.where(halves == 1, new, parent)
+        self.kick_pot = new
+
+    def snapshot(self) -> Dict[str, Any]:
+        return {
+            "vae": copy.deepcopy(self.vae.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def restore(self, snap: Dict[str, Any]) -> None:
+        self.vae.load_state_dict(snap["vae"])
+        self.optimizer.load_state_dict(snap["optimizer"])
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+        """Train until the stage manager stops or ``train.max_epochs`` epochs have run. A
+        run cut by the budget can go on (a larger budget, :meth:`run` again); call
+        :meth:`finish` for the final model."""
+        while not self.manager.stopped and self.epoch < self.cfg.train.max_epochs:
+            step = self.train_epoch()
+            ev = self.evaluate()
+            normality = None
+            if self.manager.would_end_stage(ev["heldout_loss"]):
+                normality = self.normality(ev["scores"])
+            decision = self.manager.observe(
+                ev["heldout_loss"], ev["usage"], ev["misfit"], normality
+            )
+            self.act(decision, ev["scores"])
+            row = {
+                "epoch": self.epoch,
+                "stage": self.manager.stage,
+                "n_open": len(self.manager.open),
+                "open": list(self.manager.open),
+                "train_loss": step["train_loss"],
+                "heldout_loss": ev["heldout_loss"],
+                "lam": step["lam"],
+                "temperature": (
+                    self.cfg.curriculum.kick_temperature
+                    if step["kicking"]
+                    else self.cfg.routing.temperature
+                ),
+                "kicking": step["kicking"],
+                "mean_max_resp": ev["mean_max_resp"],
+                "usage": ev["usage"],
+                "action": decision.action,
+            }
+            self.history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+
+    def finish(self) -> None:
+        """Stop a run cut by the epoch budget: a split not yet judged is undone."""
+        if not self.manager.stopped:
+            decision = self.manager.stop("the epoch budget (train.max_epochs) is spent")
+            self.act(decision, None)
+
+    # -- checkpoints ---------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "vae": self.vae.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "manager": self.manager.state_dict(),
+            "history": self.history,
+            "kick_targets": self.kick_targets,
+            "kick_pot": self.kick_pot,
+            "batch_generator": self.batch_generator.get_state(),
+            "rng": get_rng_state(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.epoch = state["epoch"]
+        self.manager.load_state_dict(state["manager"])
+        self.vae.open_pots(self.manager.open)
+        self.vae.load_state_dict(state["vae"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = list(state["history"])
+        self.kick_targets = state["kick_targets"].clone()
+        self.kick_pot = state["kick_pot"]
+        self.batch_generator.set_state(state["batch_generator"])
+        set_rng_state(state["rng"])

@@ -1,6 +1,7 @@
 """
 How a new pot starts: a copy of its parent (so it begins as a good model of the parent's
-data) and a two-way split of the parent's rows, which the kick teaches the encoder.
+data) and a two-way split of the parent's rows (2-means), which the kick teaches the
+encoder.
 """
 
 from typing import Optional
@@ -52,9 +53,9 @@ def copy_pot(
 
 def two_means(codes: torch.Tensor, seed: int) -> np.ndarray:
     """
-    Split rows in two by 2-means on their latent codes ``(n, d)``: labels 0 (stays with
-    the parent) and 1 (goes to the new pot); the larger half stays. Fewer than two distinct
-    codes cannot be split: all rows stay.
+    Split rows ``(n, d)`` (data rows or latent codes) in two by 2-means: labels 0 (stays
+    with the parent) and 1 (goes to the new pot); the larger half stays. Fewer than two
+    distinct rows cannot be split: all stay.
     """
     x = codes.detach().cpu().double().numpy()
     if len(x) < 2 or np.unique(x, axis=0).shape[0] < 2:

@@ -32,7 +32,7 @@ from pyro_pots.model import PotsVAE
 from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
 from pyro_pots.training.svi_fit import lambda_schedule
 
-#: rows the kick's 2-means sees at most (its split only needs the parent's shape).
+#: rows the kick's 2-means sees at most (rows beyond it get no kick target).
 _TWO_MEANS_ROWS = 5000
 
 
@@ -184,16 +184,18 @@ class CurriculumTrainer:
             self._split(decision.parent, decision.pot, scores)
         self.vae.open_pots(self.manager.open)
 
-    def _split(self, parent: int, new: int, scores) -> None:
+    def _split(self, parent: int, new: int, scores: PotScores) -> None:
         """Copy the parent into the new pot and set the kick's targets: the parent's rows
-        split in two by 2-means on the parent's latent codes."""
+        split in two by 2-means on the rows themselves. (2-means on the parent's latent
+        codes was tried first: the KL term pulls the codes of two clusters sharing a pot
+        together, and its halves cut across the clusters; those splits faded.)"""
         c = self.cfg.curriculum
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new)
         copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
         column = scores.pots.tolist().index(parent)
         rows = (scores.resp.argmax(-1) == column).nonzero().squeeze(-1).cpu()
         rows = rows[torch.randperm(len(rows), generator=gen)[:_TWO_MEANS_ROWS]]
-        halves = torch.as_tensor(two_means(scores.codes[column][rows.to(self.device)], new))
+        halves = torch.as_tensor(two_means(self.train_x[rows.to(self.device)], new))
         self.kick_targets.fill_(-1)
         self.kick_targets[rows] = torch.where(halves == 1, new, parent)
         self.kick_pot = new

@@ -153,3 +153,10 @@ def test_svi_digits_example_runs(monkeypatch, capsys, jit):
     runpy.run_path(str(ROOT / "examples" / "svi_digits.py"), run_name="__main__")
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2 and "mean max resp" in lines[0]
+
+
+def test_a_jit_compiled_fit_runs_and_matches_the_run_directory_layout(tmp_path):
+    out = tmp_path / "jit"
+    assert fit(out, "--set", "train.max_epochs=6", "--set", "train.jit=true") == 0
+    history = list(csv.DictReader(open(out / "history.csv")))
+    assert len(history) == 6 and all(np.isfinite(float(r["train_loss"])) for r in history)

@@ -98,6 +98,21 @@ def test_a_faded_split_is_undone_and_the_next_parent_is_tried_at_once():
     assert d.numbers["parent_score"] == 1.0  # scored with the numbers of the pre-split state
 
 
+def test_a_split_that_empties_the_parent_is_a_fade_too():
+    m = manager(start_pots=2, heldout_stop=False)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.0, 1: 0.5, 2: 0.5})  # all moved
+    assert m.log[1]["action"] == "reject" and "parent 0 faded to 0.000" in m.log[1]["reason"]
+    assert (d.action, d.parent, d.restore) == ("unlock", 1, True)
+
+
+def test_a_pot_that_lost_its_data_to_later_splits_is_pruned():
+    m = manager(start_pots=3, heldout_stop=False)
+    d, _ = feed(m, [10, 9, 8, 8, 8], usage={0: 0.6, 1: 0.4, 2: 0.0})
+    assert m.log[0]["action"] == "prune" and m.log[0]["pot"] == 2
+    assert (d.action, d.pot) == ("unlock", 2) and m.open == [0, 1, 2]  # id 2 reused
+
+
 def test_max_fades_in_a_row_stop_the_curriculum():
     m = manager(start_pots=3, heldout_stop=False, max_fades=2)
     feed(m, [10, 9, 8, 8, 8])

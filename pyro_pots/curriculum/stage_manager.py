@@ -19,7 +19,8 @@ class Decision:
     """One decision of the stage manager, with the reason and the numbers behind it.
 
     ``action`` is ``continue`` (train on), ``unlock`` (open ``pot`` split from ``parent``
-    and kick it), ``accept`` (logged only: the split held), ``reject`` (the split of
+    and kick it), ``accept`` and ``prune`` (logged only: the split held; a pot that lost
+    its data to later splits was closed), ``reject`` (the split of
     ``pot`` is undone; the manager has stopped) or ``stop``. When ``restore`` is true the
     trainer first restores :attr:`StageManager.snapshot`, its state before the last unlock
     (a rejected split, logged as its own ``reject`` entry, may be followed at once by the
@@ -50,14 +51,16 @@ class StageManager:
       excluded), the exponentially smoothed loss has not improved on its stage best by a
       relative ``rel_tol`` for ``patience`` epochs.
     - **Judging a split** (at the end of a stage that began with an unlock): the new pot
-      must hold at least ``min_usage`` of the data once the kick is over and the routing is
-      the model's own. A split that faded is rejected: the trainer restores
+      and its parent must each hold at least ``min_usage`` of the data once the kick is
+      over and the routing is the model's own. A split that faded is rejected: the trainer restores
       :attr:`snapshot` (its state before the unlock), the pot is closed again, the parent
       is marked as tried, and the next candidate is split at once; after ``max_fades``
       fades in a row the curriculum stops. With ``heldout_stop``,
       a split must also beat the previous stage's best loss by ``min_gain`` nats per row;
       if it does not, the snapshot is restored and the curriculum stops (the greedy
       held-out rule).
+    - **Prune**: at each stage end, an open pot that lost its data to later splits (below
+      ``min_usage``) is closed.
     - **Unlock**: the candidates are the open pots not yet tried since the last accepted
       split and, when ``normality_critical > 0``, whose normality statistic exceeds it (the
       pot's codes are not one Gaussian blob). The parent is the candidate with the largest
@@ -192,6 +195,7 @@ class StageManager:
 
     def _end_stage(self, usage, misfit, normality) -> Decision:
         numbers = {"stage_best": self.stage_best, "stage_epochs": self.stage_epochs}
+        self._prune(usage)
         if self.pending is not None:
             verdict = self._judge(usage, numbers)
             if verdict is not None:
@@ -201,16 +205,31 @@ class StageManager:
             return self._finish("every pot is open (K_max reached)", numbers)
         return self._unlock(usage, misfit, normality, numbers)
 
+    def _prune(self, usage: Dict[int, float]) -> None:
+        """Close pots that lost their data to later splits (a split under judgement is
+        left to :meth:`_judge`); each is logged as ``prune``."""
+        judged = (self.pending["pot"], self.pending["parent"]) if self.pending else ()
+        for pot in [k for k in self.open if k not in judged and len(self.open) > 1]:
+            if usage.get(pot, 0.0) < self.min_usage:
+                self.open.remove(pot)
+                numbers = {"usage": usage.get(pot, 0.0), "min_usage": self.min_usage}
+                self._decide("prune", pot=pot, numbers=numbers, reason="the pot lost its data")
+
     def _judge(self, usage, numbers) -> Optional[Decision]:
         """Accept the pending split (returns None), or reject it: retry with another parent
         after a fade, stop when the held-out rule fires."""
         new, parent = self.pending["pot"], self.pending["parent"]
-        share = usage.get(new, 0.0)
+        share, kept = usage.get(new, 0.0), usage.get(parent, 0.0)
         previous = self.pending["previous_best"]
         gain = previous - self.stage_best
-        numbers.update(usage=share, min_usage=self.min_usage, previous_best=previous, gain=gain)
-        if share < self.min_usage:
-            why = f"new pot {new} faded to {share:.3f} of the data (< min_usage {self.min_usage})"
+        numbers.update(usage=share, parent_usage=kept, min_usage=self.min_usage)
+        numbers.update(previous_best=previous, gain=gain)
+        if min(share, kept) < self.min_usage:
+            # either side emptied: the data did not take the split (a parent that lost all
+            # its rows to the new pot is a relabelling, not a split)
+            faded, left = (new, share) if share <= kept else (parent, kept)
+            role = "new pot" if faded == new else "parent"
+            why = f"{role} {faded} faded to {left:.3f} of the data (< min_usage {self.min_usage})"
             if len(self.tried) + 1 >= self.max_fades:
                 why += f"; {self.max_fades} splits in a row faded"
                 return self._reject(why, numbers, stop=True)

@@ -380,7 +380,7 @@ class CurriculumConfig(_Section):
     )
     kick_steps: int = _key(
         _integer(0),
-        300,
+        600,
         "SVI steps of the kick after a pot opens, rounded up to whole epochs (0: none)",
     )
     kick_temperature: float = _key(

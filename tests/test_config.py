@@ -102,7 +102,7 @@ TABLE_DEFAULTS = {
     "curriculum.kick_weight": 10.0,
     "curriculum.kick_bias": 0.0,
     "curriculum.min_usage": 0.02,
-    "curriculum.kick_steps": 300,
+    "curriculum.kick_steps": 600,
     "curriculum.init_noise": 0.01,
     "curriculum.parent_rule": "normality",
     "train.max_epochs": 1000,

@@ -113,6 +113,16 @@ def test_a_pot_that_lost_its_data_to_later_splits_is_pruned():
     assert (d.action, d.pot) == ("unlock", 2) and m.open == [0, 1, 2]  # id 2 reused
 
 
+def test_no_prune_in_a_stage_whose_split_is_undone():
+    m = manager(start_pots=3, heldout_stop=False)
+    feed(m, [10, 9, 8, 8, 8], usage={0: 0.4, 1: 0.3, 2: 0.3})
+    # pot 1 looks empty at the end of the faded split's stage, but the restored state is
+    # the one before the split, where it held data: it must stay open
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.5, 1: 0.0, 2: 0.5, 3: 0.0})
+    assert [e["action"] for e in m.log[:3]] == ["unlock", "reject", "unlock"]
+    assert 1 in m.open
+
+
 def test_max_fades_in_a_row_stop_the_curriculum():
     m = manager(start_pots=3, heldout_stop=False, max_fades=2)
     feed(m, [10, 9, 8, 8, 8])

@@ -195,22 +195,21 @@ class StageManager:
 
     def _end_stage(self, usage, misfit, normality) -> Decision:
         numbers = {"stage_best": self.stage_best, "stage_epochs": self.stage_epochs}
-        self._prune(usage)
         if self.pending is not None:
             verdict = self._judge(usage, numbers)
             if verdict is not None:
-                return verdict
+                return verdict  # undone: the restored state is the one before the split
+        self._prune(usage)
         self.stage_bests.append(self.stage_best)
         if len(self.open) == self.num_pots:
             return self._finish("every pot is open (K_max reached)", numbers)
         return self._unlock(usage, misfit, normality, numbers)
 
     def _prune(self, usage: Dict[int, float]) -> None:
-        """Close pots that lost their data to later splits (a split under judgement is
-        left to :meth:`_judge`); each is logged as ``prune``."""
-        judged = (self.pending["pot"], self.pending["parent"]) if self.pending else ()
-        for pot in [k for k in self.open if k not in judged and len(self.open) > 1]:
-            if usage.get(pot, 0.0) < self.min_usage:
+        """Close pots that lost their data to later splits, once the stage's split (if
+        any) is accepted; each is logged as ``prune``."""
+        for pot in list(self.open):
+            if usage.get(pot, 0.0) < self.min_usage and len(self.open) > 1:
                 self.open.remove(pot)
                 numbers = {"usage": usage.get(pot, 0.0), "min_usage": self.min_usage}
                 self._decide("prune", pot=pot, numbers=numbers, reason="the pot lost its data")

@@ -423,7 +423,7 @@ class TrainConfig(_Section):
 
     section: ClassVar[str] = "train"
 
-    max_epochs: int = _key(_integer(1), 1000, "most epochs, all stages together")
+    max_epochs: int = _key(_integer(1), 800, "most epochs, all stages together")
     batch_size: int = _key(_integer(1), _sig(fit_svi, "batch_size"), "rows per SVI step")
     lr: float = _key(_number(0, low_open=True), _sig(fit_svi, "lr"), "Adam learning rate")
     seed: int = _key(_integer(), _sig(fit_svi, "seed"), "seed of initialisation and batches")

@@ -105,7 +105,7 @@ TABLE_DEFAULTS = {
     "curriculum.kick_steps": 600,
     "curriculum.init_noise": 0.01,
     "curriculum.parent_rule": "normality",
-    "train.max_epochs": 1000,
+    "train.max_epochs": 800,
     "train.device": "auto",
     "train.threads": 2,
     "train.jit": False,

@@ -128,7 +128,7 @@ def summarize(trainer: CurriculumTrainer, data: Dataset, seconds: float) -> Dict
             "mean_entropy": float(entropy.mean()),
         },
         "final_loss": history[-1]["train_loss"] if history else None,
-        "heldout_loss": trainer.evaluate()["heldout_loss"],
+        "heldout_loss": trainer.evaluate(full=False)["heldout_loss"],
         "epochs": trainer.epoch,
         "stages": trainer.manager.stage + 1,
         "stop_reason": trainer.manager.stop_reason,

@@ -149,24 +149,32 @@ class CurriculumTrainer:
         return cross_entropy(y, target[has], reduction="sum")
 
     # -- scores --------------------------------------------------------------------
-    def evaluate(self) -> Dict[str, Any]:
+    def evaluate(self, full: bool = True) -> Dict[str, Any]:
         """The numbers the stage manager judges by, with fixed noise (common random
-        numbers): held-out mixture loss, and on the training rows usage and misfit."""
+        numbers): the held-out mixture loss and each pot's share of the training rows;
+        with ``full`` also each pot's misfit and the training rows' scores (needed only
+        at a stage end, and the costly part)."""
         active = self.vae.active
-        gen = torch.Generator().manual_seed(self.cfg.train.seed + 1)
-        train = pot_scores(self.vae, self.train_x, active, generator=gen)
-        weights = mixture_weights(train.resp)
-        held = pot_scores(self.vae, self.heldout_x, active, generator=gen)
-        pots = train.pots.tolist()
-        usage = train.resp.argmax(-1).bincount(minlength=len(pots)).double() / len(train.resp)
-        misfit = -(train.resp * train.elbo).sum(0)
-        return {
-            "heldout_loss": mixture_loss(held, weights).mean().item(),
-            "usage": dict(zip(pots, usage.tolist())),
-            "misfit": dict(zip(pots, misfit.tolist())),
-            "mean_max_resp": train.resp.max(-1).values.mean().item(),
-            "scores": train,
+        pots = active.nonzero().squeeze(-1)
+        resp = self.vae.responsibilities(self.train_x, active).index_select(-1, pots)
+        held_noise = torch.Generator().manual_seed(self.cfg.train.seed + 2)
+        held = pot_scores(self.vae, self.heldout_x, active, generator=held_noise)
+        usage = resp.argmax(-1).bincount(minlength=len(pots)).double() / len(resp)
+        result = {
+            "heldout_loss": mixture_loss(held, mixture_weights(resp)).mean().item(),
+            "usage": dict(zip(pots.tolist(), usage.tolist())),
+            "mean_max_resp": resp.max(-1).values.mean().item(),
+            "misfit": {},
+            "scores": None,
         }
+        if full:
+            noise = torch.Generator().manual_seed(self.cfg.train.seed + 1)
+            train = pot_scores(self.vae, self.train_x, active, generator=noise)
+            result["misfit"] = dict(
+                zip(pots.tolist(), (-(train.resp * train.elbo).sum(0)).tolist())
+            )
+            result["scores"] = train
+        return result
 
     def normality(self, scores: PotScores) -> Dict[int, float]:
         """Each open pot's normality statistic: the larger of the split test on its latent
@@ -227,9 +235,10 @@ class CurriculumTrainer:
         :meth:`finish` for the final model."""
         while not self.manager.stopped and self.epoch < self.cfg.train.max_epochs:
             step = self.train_epoch()
-            ev = self.evaluate()
+            ev = self.evaluate(full=False)
             normality = None
             if self.manager.would_end_stage(ev["heldout_loss"]):
+                ev = self.evaluate(full=True)
                 normality = self.normality(ev["scores"])
             decision = self.manager.observe(
                 ev["heldout_loss"], ev["usage"], ev["misfit"], normality

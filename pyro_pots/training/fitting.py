@@ -6,7 +6,7 @@ run directory (see :mod:`pyro_pots.run_dir`).
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -99,19 +99,32 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
         trainer.run(on_epoch)
     save()  # before finish(): a run cut by the budget resumes from here
     trainer.finish()
-    summary = summarize(trainer, data, time.perf_counter() - start)
-    write_outputs(trainer, data, summary, out, cfg.output.plots)
+    pots, resp = open_responsibilities(trainer, data)
+    summary = summarize(trainer, data, time.perf_counter() - start, (pots, resp))
+    write_outputs(trainer, data, summary, (pots, resp), out, cfg.output.plots)
     return FitResult(trainer.vae, trainer, summary, out)
 
 
 @torch.no_grad()
-def summarize(trainer: CurriculumTrainer, data: Dataset, seconds: float) -> Dict[str, Any]:
-    """The headline numbers of a fitted model on all rows of ``data``."""
+def open_responsibilities(
+    trainer: CurriculumTrainer, data: Dataset
+) -> Tuple[List[int], np.ndarray]:
+    """The open pot ids and the responsibilities of every row of ``data`` over them."""
     vae = trainer.vae
-    x = torch.from_numpy(data.X).to(trainer.device)
-    resp = vae.responsibilities(x).cpu().numpy()
     pots = vae.active.nonzero().squeeze(-1).tolist()
-    resp = resp[:, pots]
+    resp = vae.responsibilities(torch.from_numpy(data.X).to(trainer.device))
+    return pots, resp.cpu().numpy()[:, pots]
+
+
+def summarize(
+    trainer: CurriculumTrainer,
+    data: Dataset,
+    seconds: float,
+    responsibilities: Optional[Tuple[List[int], np.ndarray]] = None,
+) -> Dict[str, Any]:
+    """The headline numbers of a fitted model on all rows of ``data`` (pass
+    ``responsibilities`` from :func:`open_responsibilities` when already computed)."""
+    pots, resp = responsibilities or open_responsibilities(trainer, data)
     assign = resp.argmax(-1)
     usage = {pot: float((assign == j).mean()) for j, pot in enumerate(pots)}
     entropy = -(resp * np.log(np.clip(resp, 1e-30, 1))).sum(-1)
@@ -140,15 +153,18 @@ def summarize(trainer: CurriculumTrainer, data: Dataset, seconds: float) -> Dict
 
 
 def write_outputs(
-    trainer: CurriculumTrainer, data: Dataset, summary: Dict[str, Any], out: Path, with_plots: bool
+    trainer: CurriculumTrainer,
+    data: Dataset,
+    summary: Dict[str, Any],
+    responsibilities: Tuple[List[int], np.ndarray],
+    out: Path,
+    with_plots: bool,
 ) -> None:
     vae = trainer.vae
+    pots, resp = responsibilities
     run_dir.write_history(trainer.history, vae.num_pots, out / run_dir.HISTORY)
     run_dir.write_json(trainer.manager.log, out / run_dir.STAGES)
     run_dir.write_json(summary, out / run_dir.SUMMARY)
-    x = torch.from_numpy(data.X).to(trainer.device)
-    pots = vae.active.nonzero().squeeze(-1).tolist()
-    resp = vae.responsibilities(x).cpu().numpy()[:, pots]
     run_dir.write_assignments(resp, pots, data.labels, out / run_dir.ASSIGNMENTS)
     if with_plots:
         plots.write_run_plots(trainer.history, trainer.manager.log, resp, vae, data, out / "plots")

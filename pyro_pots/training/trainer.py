@@ -152,8 +152,8 @@ class CurriculumTrainer:
     def evaluate(self, full: bool = True) -> Dict[str, Any]:
         """The numbers the stage manager judges by, with fixed noise (common random
         numbers): the held-out mixture loss and each pot's share of the training rows;
-        with ``full`` also each pot's misfit and the training rows' scores (needed only
-        at a stage end, and the costly part)."""
+        with ``full`` also :meth:`train_scores` (needed only at a stage end, and the
+        costly part)."""
         active = self.vae.active
         pots = active.nonzero().squeeze(-1)
         resp = self.vae.responsibilities(self.train_x, active).index_select(-1, pots)
@@ -168,13 +168,16 @@ class CurriculumTrainer:
             "scores": None,
         }
         if full:
-            noise = torch.Generator().manual_seed(self.cfg.train.seed + 1)
-            train = pot_scores(self.vae, self.train_x, active, generator=noise)
-            result["misfit"] = dict(
-                zip(pots.tolist(), (-(train.resp * train.elbo).sum(0)).tolist())
-            )
-            result["scores"] = train
+            result.update(self.train_scores())
         return result
+
+    def train_scores(self) -> Dict[str, Any]:
+        """Each open pot's misfit (total negative ELBO of the training rows, weighted by
+        responsibility) and the training rows' :class:`PotScores`."""
+        noise = torch.Generator().manual_seed(self.cfg.train.seed + 1)
+        train = pot_scores(self.vae, self.train_x, self.vae.active, generator=noise)
+        misfit = -(train.resp * train.elbo).sum(0)
+        return {"misfit": dict(zip(train.pots.tolist(), misfit.tolist())), "scores": train}
 
     def normality(self, scores: PotScores) -> Dict[int, float]:
         """Each open pot's normality statistic: the larger of the split test on its latent
@@ -238,7 +241,7 @@ class CurriculumTrainer:
             ev = self.evaluate(full=False)
             normality = None
             if self.manager.would_end_stage(ev["heldout_loss"]):
-                ev = self.evaluate(full=True)
+                ev.update(self.train_scores())
                 normality = self.normality(ev["scores"])
             decision = self.manager.observe(
                 ev["heldout_loss"], ev["usage"], ev["misfit"], normality

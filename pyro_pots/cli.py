@@ -8,6 +8,9 @@ The ``pyro-pots`` command line.
   its data or on other data with the same number of features.
 - ``pyro-pots sample --run DIR [--pot K] [-n N] [--out FILE]``: draw rows from the model
   (from one pot, or from the mixture) into an ``.npz`` file.
+- ``pyro-pots ppc --run DIR [--data SPEC] [-n/--num-samples N] [--seed S]``: posterior
+  predictive check of a run (:mod:`pyro_pots.ppc`); writes ``ppc.json`` and
+  ``plots/ppc_*.png`` into the run directory.
 
 Bad input (config, data, argument, checkpoint, an existing output) ends in one line on
 stderr and exit code 2.
@@ -60,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=_positive_int, default=16, help="rows to draw")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", help="output .npz (default: RUN/samples.npz; never replaced)")
+
+    ppc = commands.add_parser("ppc", help="posterior predictive check of a run")
+    ppc.add_argument("--run", required=True, help="run directory")
+    ppc.add_argument("--data", help="data spec (default: the run's own data)")
+    ppc.add_argument("-n", "--num-samples", type=_positive_int, default=100, help="replicates")
+    ppc.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -158,7 +167,24 @@ def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
     return {"file": str(out), "rows": args.n, "pots": sorted(set(int(p) for p in pots))}
 
 
-COMMANDS = {"fit": fit_command, "evaluate": evaluate_command, "sample": sample_command}
+def ppc_command(args: argparse.Namespace) -> Dict[str, Any]:
+    from pyro_pots.ppc import PPC_JSON, check_run
+
+    report = check_run(args.run, num_samples=args.num_samples, seed=args.seed, data=args.data)
+    return {
+        "file": str(Path(args.run) / PPC_JSON),
+        "plots": report["plots"],
+        "alpha": report["alpha"],
+        "statistics": report["summary"],
+    }
+
+
+COMMANDS = {
+    "fit": fit_command,
+    "evaluate": evaluate_command,
+    "sample": sample_command,
+    "ppc": ppc_command,
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -4,6 +4,7 @@ run per (dataset, seed), and reports the discovered number of pots, ARI / NMI an
 
     python benchmarks/curriculum.py                      # synthetic K = 3, 5, 8 and digits
     python benchmarks/curriculum.py --only synthetic --seeds 0 1
+    python benchmarks/curriculum.py --only synthetic --k 8 --set curriculum.kick_steps=900
 
 Each run's summary is kept in ``--out`` (default ``runs/bench``), so an interrupted
 benchmark keeps what it finished; the table is printed as Markdown at the end.
@@ -14,6 +15,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from typing import List
 
 from pyro_pots import fit
 from pyro_pots.config import load_config
@@ -24,13 +26,14 @@ CASES = {
 }
 
 
-def run_case(spec: str, seed: int, out: Path) -> dict:
+def run_case(spec: str, seed: int, out: Path, overrides: List[str]) -> dict:
     summary_file = out / "summary.json"
     if summary_file.exists():
         return json.loads(summary_file.read_text())
     cfg = load_config(
         None,
-        [f"data.spec={spec}", f"train.seed={seed}", f"data.seed={seed}", f"output.dir={out}"],
+        [f"data.spec={spec}", f"train.seed={seed}", f"data.seed={seed}", f"output.dir={out}"]
+        + overrides,
     )
     return fit(cfg, progress=False).summary
 
@@ -40,6 +43,14 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(CASES), action="append")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--digits-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--k", type=int, nargs="+", help="synthetic K values (default 3 5 8)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every run, as in `pyro-pots fit --set`",
+    )
     parser.add_argument("--out", default="runs/bench")
     args = parser.parse_args()
     lines = [
@@ -50,10 +61,12 @@ def main() -> None:
     for group in args.only or sorted(CASES, reverse=True):
         seeds = args.digits_seeds if group == "digits" else args.seeds
         for name, spec, true_k in CASES[group]:
+            if group == "synthetic" and args.k and true_k not in args.k:
+                continue
             found, ari, nmi, secs = [], [], [], []
             for seed in seeds:
                 out = Path(args.out) / f"{name.replace(' ', '_').replace('=', '')}_seed{seed}"
-                s = run_case(spec.format(seed=seed), seed, out)
+                s = run_case(spec.format(seed=seed), seed, out, args.set)
                 found.append(s["n_active"])
                 ari.append(s["clustering"]["ari"])
                 nmi.append(s["clustering"]["nmi"])

@@ -68,9 +68,10 @@ def load_checkpoint(run: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise PotsInputError(f"no checkpoint in '{run}' (expected {path})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unreadable file: one line naming it
-        raise PotsInputError(f"cannot read checkpoint '{path}': {error}") from None
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PotsInputError(f"cannot read checkpoint '{path}': {reason}") from None
     required = ("trainer", "data_dim", "format")
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise PotsInputError(f"'{path}' is not a pyro-pots checkpoint")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pyro_pots.cli import main
 from pyro_pots.config import load_config
@@ -136,6 +137,25 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--run", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.pt" in err[0]
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (print, ("this checkpoint ran code",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert fit(out, "--set", "train.max_epochs=3") == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["payload"] = _RunsCodeWhenUnpickled()
+    torch.save(state, out / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "this checkpoint ran code" not in captured.out
+    err = captured.err.strip().splitlines()
     assert len(err) == 1 and "checkpoint.pt" in err[0]
 
 

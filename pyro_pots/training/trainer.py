@@ -286,7 +286,7 @@ class CurriculumTrainer:
             "kick_targets": self.kick_targets,
             "kick_pot": self.kick_pot,
             "batch_generator": self.batch_generator.get_state(),
-            "rng": get_rng_state(),
+            "rng": _rng_to_plain(get_rng_state()),
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -299,4 +299,19 @@ class CurriculumTrainer:
         self.kick_targets = state["kick_targets"].clone()
         self.kick_pot = state["kick_pot"]
         self.batch_generator.set_state(state["batch_generator"])
-        set_rng_state(state["rng"])
+        set_rng_state(_rng_from_plain(state["rng"]))
+
+
+# Checkpoints load with ``torch.load(weights_only=True)`` (a checkpoint must not be able to
+# run code), which reads tensors and Python containers but not numpy arrays: numpy's RNG key
+# travels as a tensor.
+def _rng_to_plain(state: Dict[str, Any]) -> Dict[str, Any]:
+    name, key, pos, has_gauss, cached = state["numpy"]
+    numpy_state = [name, torch.from_numpy(key.astype("int64")), pos, has_gauss, cached]
+    return {"torch": state["torch"], "random": state["random"], "numpy": numpy_state}
+
+
+def _rng_from_plain(state: Dict[str, Any]) -> Dict[str, Any]:
+    name, key, pos, has_gauss, cached = state["numpy"]
+    numpy_state = (name, key.numpy().astype("uint32"), pos, has_gauss, cached)
+    return {"torch": state["torch"], "random": state["random"], "numpy": numpy_state}

@@ -430,6 +430,15 @@ class TrainConfig(_Section):
     device: str = _key(_device(), "auto", "``auto`` picks cuda when it is available")
     threads: int = _key(_integer(1), 2, "torch CPU threads")
     jit: bool = _key(_flag(), False, "compile the ELBO with JitTrace_ELBO")
+    bad_step_patience: int = _key(
+        _integer(1),
+        5,
+        "non-finite SVI steps in a row (skipped) before the model rolls back to the start "
+        "of its last clean epoch",
+    )
+    rollback_lr_factor: float = _key(
+        _number(0, 1, low_open=True), 0.5, "learning-rate multiplier at each rollback"
+    )
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def load_checkpoint(run: Path) -> Dict[str, Any]:
 
 def write_history(rows: List[Dict[str, Any]], num_pots: int, path: Path) -> None:
     columns = ["epoch", "stage", "n_open", "open", "train_loss", "heldout_loss", "lam"]
-    columns += ["temperature", "kicking", "mean_max_resp", "action"]
+    columns += ["temperature", "kicking", "mean_max_resp", "action", "bad_steps", "rolled_back"]
+    columns += ["lr"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns + [f"usage_{k}" for k in range(num_pots)])

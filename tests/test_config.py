@@ -109,6 +109,8 @@ TABLE_DEFAULTS = {
     "train.device": "auto",
     "train.threads": 2,
     "train.jit": False,
+    "train.bad_step_patience": 5,
+    "train.rollback_lr_factor": 0.5,
     "output.dir": "runs/fit",
     "output.overwrite": False,
     "output.plots": True,
@@ -317,6 +319,7 @@ def test_synthetic_example():
             "curriculum:\n  parent_rule: random\n",
             ["'curriculum.parent_rule'", "normality, recon, usage"],
         ),
+        ("train:\n  rollback_lr_factor: 0\n", ["'train.rollback_lr_factor'", "(0, 1]"]),
         ("train:\n  device: gpu\n", ["'train.device'", "cuda:N", "got 'gpu'"]),
         ("train:\n  threads: 0\n", ["'train.threads'", ">= 1"]),
         (

@@ -91,6 +91,8 @@ class CurriculumTrainer:
         self.kick_targets = torch.full((len(train_x),), -1, dtype=torch.long)
         self.kick_pot: Optional[int] = None
         self.batch_generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.rollbacks = 0
+        self._clean = self.snapshot()  # the state a run of non-finite steps rolls back to
 
     # -- one epoch -----------------------------------------------------------------
     def train_epoch(self) -> Dict[str, Any]:
@@ -114,6 +116,8 @@ class CurriculumTrainer:
         # Pyro's argument and shape checks cost about a third of a step here: run them on
         # the first epoch only (shapes do not change later; splits reuse the same tensors).
         validate = pyro.validation_enabled(self.epoch == 0)
+        bad_in_a_row = skipped = 0
+        rolled_back = False
         with validate, handlers.logit_prior_scale(lam=lam), kick:
             for rows in order.split(cfg.train.batch_size):
                 xb = self.train_x[rows]
@@ -121,11 +125,49 @@ class CurriculumTrainer:
                 if kicking:
                     loss = loss + c.kick_weight * self._kick_loss(xb, rows, active)
                 self.optimizer.zero_grad()
-                loss.backward()
+                if not self._backward_is_finite(loss):
+                    # the NaN guard: a non-finite step never reaches the parameters
+                    skipped += 1
+                    bad_in_a_row += 1
+                    if bad_in_a_row >= cfg.train.bad_step_patience:
+                        self._roll_back()
+                        rolled_back = True
+                        break
+                    continue
+                bad_in_a_row = 0
                 self.optimizer.step()
                 total += loss.item()
         self.epoch += 1
-        return {"train_loss": total / len(self.train_x), "lam": lam, "kicking": kicking}
+        return {
+            "train_loss": total / len(self.train_x),
+            "lam": lam,
+            "kicking": kicking,
+            "bad_steps": skipped,
+            "rolled_back": rolled_back,
+        }
+
+    def _backward_is_finite(self, loss: torch.Tensor) -> bool:
+        """Backpropagate ``loss``; whether the loss and every gradient are finite."""
+        if not torch.isfinite(loss):
+            return False
+        loss.backward()
+        grads = [p.grad for p in self.vae.parameters() if p.grad is not None]
+        return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+
+    def _roll_back(self) -> None:
+        """Too many non-finite steps in a row: go back to the start of the last clean epoch
+        with a smaller learning rate (each event lands in the history)."""
+        lr = self.learning_rate() * self.cfg.train.rollback_lr_factor
+        self.restore(self._clean)
+        self.set_learning_rate(lr)
+        self.rollbacks += 1
+
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _elbo(self, lam: float, kicking: bool):
         if not self.cfg.train.jit:
@@ -228,8 +270,12 @@ class CurriculumTrainer:
         }
 
     def restore(self, snap: Dict[str, Any]) -> None:
+        """Load a :meth:`snapshot`, keeping the current learning rate (a rollback may have
+        lowered it since the snapshot was taken)."""
+        lr = self.learning_rate()
         self.vae.load_state_dict(snap["vae"])
         self.optimizer.load_state_dict(snap["optimizer"])
+        self.set_learning_rate(lr)
 
     # -- the loop ------------------------------------------------------------------
     def run(self, on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
@@ -247,6 +293,8 @@ class CurriculumTrainer:
                 ev["heldout_loss"], ev["usage"], ev["misfit"], normality
             )
             self.act(decision, ev["scores"])
+            if step["bad_steps"] == 0:  # after act(): a rollback never undoes a decision
+                self._clean = self.snapshot()
             row = {
                 "epoch": self.epoch,
                 "stage": self.manager.stage,
@@ -261,6 +309,9 @@ class CurriculumTrainer:
                     else self.cfg.routing.temperature
                 ),
                 "kicking": step["kicking"],
+                "bad_steps": step["bad_steps"],
+                "rolled_back": step["rolled_back"],
+                "lr": self.learning_rate(),
                 "mean_max_resp": ev["mean_max_resp"],
                 "usage": ev["usage"],
                 "action": decision.action,
@@ -286,6 +337,7 @@ class CurriculumTrainer:
             "kick_targets": self.kick_targets,
             "kick_pot": self.kick_pot,
             "batch_generator": self.batch_generator.get_state(),
+            "rollbacks": self.rollbacks,
             "rng": _rng_to_plain(get_rng_state()),
         }
 
@@ -299,6 +351,8 @@ class CurriculumTrainer:
         self.kick_targets = state["kick_targets"].clone()
         self.kick_pot = state["kick_pot"]
         self.batch_generator.set_state(state["batch_generator"])
+        self.rollbacks = state["rollbacks"]
+        self._clean = self.snapshot()
         set_rng_state(_rng_from_plain(state["rng"]))
 
 

@@ -28,7 +28,7 @@ import torch
 from pyro_pots import run_dir
 from pyro_pots.config import load_config
 from pyro_pots.data import load_data
-from pyro_pots.errors import PotsInputError
+from pyro_pots.errors import FitInterrupted, PotsInputError
 from pyro_pots.plots import pot_samples
 
 
@@ -194,6 +194,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PotsInputError as error:
         print(f"pyro-pots: error: {error}", file=sys.stderr)
         return 2
+    except FitInterrupted as stop:
+        print(f"pyro-pots: {stop}", file=sys.stderr)
+        return 130
     print(json.dumps(result, indent=2))
     return 0
 

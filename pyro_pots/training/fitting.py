@@ -3,6 +3,9 @@
 run directory (see :mod:`pyro_pots.run_dir`).
 """
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +18,35 @@ from tqdm import tqdm
 from pyro_pots import plots, run_dir
 from pyro_pots.config import Config, load_config, save_config
 from pyro_pots.data import Dataset, load_data
-from pyro_pots.errors import PotsInputError
+from pyro_pots.errors import FitInterrupted, PotsInputError
 from pyro_pots.metrics import clustering_scores
 from pyro_pots.model import PotsVAE
 from pyro_pots.training.trainer import CurriculumTrainer
 
 #: version of the checkpoint layout; a checkpoint of another version is refused.
 CHECKPOINT_FORMAT = 1
+
+
+@contextlib.contextmanager
+def _deferred_sigint():
+    """While fitting, a first SIGINT only raises a flag that the loop reads at the end of
+    the epoch (so the checkpoint is of a whole epoch); a second one interrupts at once.
+    Signals can only be caught on the main thread; elsewhere Ctrl-C is left alone."""
+    flag = {"raised": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["raised"]:
+            raise KeyboardInterrupt
+        flag["raised"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -45,6 +70,8 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
     :param bool progress: show a tqdm bar (stage, open pots, held-out loss).
     :raises PotsInputError: bad data, an existing run directory without ``overwrite``, or
         a missing or unreadable checkpoint.
+    :raises FitInterrupted: on SIGINT, once the epoch is finished and its checkpoint saved
+        (the run directory then has no ``summary.json``: it is not a finished run).
     """
     cfg = cfg if cfg is not None else load_config()
     out = Path(cfg.output.dir)
@@ -92,10 +119,17 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
             stage=row["stage"], pots=row["n_open"], heldout=f"{row['heldout_loss']:.3f}"
         )
         bar.update()
-        if row["action"] != "continue":
+        if row["action"] != "continue" or sigint["raised"]:
             save()
+        if sigint["raised"]:
+            raise FitInterrupted(
+                f"interrupted after epoch {row['epoch']}; the checkpoint in '{out}' is saved: "
+                f"go on with `pyro-pots fit --out {out} --resume`"
+            )
 
-    with bar:
+    if resume:  # a finished run's summary no longer describes the run being continued
+        (out / run_dir.SUMMARY).unlink(missing_ok=True)
+    with bar, _deferred_sigint() as sigint:
         trainer.run(on_epoch)
     save()  # before finish(): a run cut by the budget resumes from here
     trainer.finish()

@@ -63,4 +63,4 @@ if __name__ == "__main__":
     parser.add_argument("--seed", default=0, type=int)
     parser.add_argument("--cuda", action="store_true", default=False)
     parser.add_argument("--jit", action="store_true", default=False)
-    main(parser.parse_args())
+    vae = main(parser.parse_args())

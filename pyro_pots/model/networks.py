@@ -111,7 +111,18 @@ class PotDecoders(PyroModule):
         return self.output_layer(h, idx)
 
     def forward(self, z: torch.Tensor, route: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Mixed output ``(..., N, D)``: ``sum_k route_k * g_k(z_k)`` over the pots in ``idx``."""
-        return torch.einsum(
-            "...nk,...knd->...nd", route.index_select(-1, idx), self.per_pot(z, idx)
-        )
+        """
+        Mixed output ``sum_k route_k * g_k(z_k)`` over the pots in ``idx``, with the batch
+        layout of ``route``: ``(N, D)`` from ``route`` ``(N, K)`` and ``z`` ``(K, N, d)``.
+
+        Under outer batch dims (a vectorized :class:`~pyro.infer.Predictive`, vectorized
+        ELBO particles) ``route`` is ``(..., 1, N, K)``, its size-1 dim in the slot of the
+        ``channels`` plate where ``z`` ``(..., K, N, d)`` has its pots; the output is then
+        ``(..., 1, N, D)``, so that ``obs`` keeps the plates' dims.
+        """
+        weights = route.index_select(-1, idx)
+        outputs = self.per_pot(z, idx)
+        if weights.dim() == 2:
+            return torch.einsum("nk,knd->nd", weights, outputs)
+        mixed = torch.einsum("...nk,...knd->...nd", weights.squeeze(-3), outputs)
+        return mixed.unsqueeze(-3)

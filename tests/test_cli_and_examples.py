@@ -1,8 +1,5 @@
 import csv
 import json
-import runpy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +7,6 @@ import torch
 
 from pyro_pots.cli import main
 from pyro_pots.config import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 #: a tiny curriculum: a few epochs per stage, small networks, 3 pots at most.
 TINY = [
@@ -164,15 +158,6 @@ def test_bad_argument_value_exits_2(capsys):
         main(["sample", "--run", "x", "-n", "0"])
     assert exit_info.value.code == 2
     assert "-n" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("jit", [False, True])
-def test_svi_digits_example_runs(monkeypatch, capsys, jit):
-    argv = ["svi_digits.py", "--num-epochs", "2", "--print-every", "1", "--num-pots", "4"]
-    monkeypatch.setattr(sys, "argv", argv + (["--jit"] if jit else []))
-    runpy.run_path(str(ROOT / "examples" / "svi_digits.py"), run_name="__main__")
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
-    assert len(lines) == 2 and "mean max resp" in lines[0]
 
 
 def test_a_jit_compiled_fit_runs_and_matches_the_run_directory_layout(tmp_path):

@@ -70,9 +70,10 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     # the kernel imports pyro_pots from this checkout even when it is not installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.delenv("MPLBACKEND", raising=False)
-    nb = nbformat.read(path, as_version=4)
     work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.setenv("TMPDIR", str(work))  # the notebooks' run directories land here
+    nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,
         km=_kernel_manager(tmp_path),

@@ -4,8 +4,12 @@ The ``pyro-pots`` command line.
 - ``pyro-pots fit [--config FILE] [--data SPEC] [--out DIR] [--set section.key=value ...]
   [--overwrite] [--resume]``: grow a model by the curriculum and write a run directory.
   With no arguments it fits the bundled digits data with the defaults.
-- ``pyro-pots evaluate --run DIR [--data SPEC]``: the summary numbers of a run's model on
-  its data or on other data with the same number of features.
+- ``pyro-pots evaluate --run DIR [--data SPEC] [--output FILE.csv [--samples S]]``: the
+  summary numbers of a run's model on its data or on other data with the same number of
+  features; ``--output`` adds per-row uncertainty and OOD scores (:mod:`pyro_pots.uncertainty`).
+- ``pyro-pots label --run DIR --labels FILE [--data SPEC] [--output FILE.csv]``: map pots
+  to classes from a few labelled rows of the run's data and predict labels
+  (:mod:`pyro_pots.labels`).
 - ``pyro-pots sample --run DIR [--pot K] [-n N] [--out FILE]``: draw rows from the model
   (from one pot, or from the mixture) into an ``.npz`` file.
 - ``pyro-pots ppc --run DIR [--data SPEC] [-n/--num-samples N] [--seed S]``: posterior
@@ -56,6 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a run's model on data")
     evaluate.add_argument("--run", required=True, help="run directory")
     evaluate.add_argument("--data", help="data spec (default: the run's own data)")
+    evaluate.add_argument("--output", help="per-row scores CSV (pot, max_resp, entropy, ...)")
+    evaluate.add_argument(
+        "--samples",
+        type=_positive_int,
+        help="importance-weighted neg_elbo with S draws per pot (default: the plain ELBO)",
+    )
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+
+    label = commands.add_parser("label", help="map pots to classes; predict labels")
+    label.add_argument("--run", required=True, help="run directory")
+    label.add_argument(
+        "--labels",
+        required=True,
+        help="CSV of 'row,label' pairs, or one label per row of the run's data",
+    )
+    label.add_argument("--data", help="data to predict (default: the run's own data)")
+    label.add_argument("--output", help="predictions CSV (row, pot, label[, true_label])")
+    label.add_argument(
+        "--fallback",
+        choices=("next", "unknown"),
+        default="next",
+        help="a row whose pot has no labelled rows: its next labelled pot, or -1",
+    )
+    label.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
     sample = commands.add_parser("sample", help="draw rows from a run's model")
     sample.add_argument("--run", required=True, help="run directory")
@@ -128,6 +156,7 @@ def evaluate_command(args: argparse.Namespace) -> Dict[str, Any]:
     from pyro_pots.training.fitting import summarize
 
     cfg, trainer = load_run(Path(args.run))
+    out = _new_output(args.output, args.overwrite) if args.output else None
     data = load_data(args.data or cfg.data.spec, cfg.model.likelihood)
     if data.n_features != trainer.vae.decoders.output_layer.weight.shape[-1]:
         raise PotsInputError(
@@ -139,7 +168,61 @@ def evaluate_command(args: argparse.Namespace) -> Dict[str, Any]:
     for key in ("final_loss", "epochs", "stages", "stop_reason", "time_s"):
         summary.pop(key)
     summary["heldout_loss_note"] = "mixture loss on all rows of this data (nats per row)"
+    if out is not None:
+        _write_row_scores(cfg, trainer, data, args.samples, out)
+        summary["output"] = str(out)
     return summary
+
+
+def _new_output(path: str, overwrite: bool) -> Path:
+    """An output file path that may be written: an existing file only with --overwrite."""
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise PotsInputError(f"'{out}' exists; pass --overwrite or choose another --output")
+    if not out.parent.is_dir():
+        raise PotsInputError(f"cannot write '{out}': no directory '{out.parent}'")
+    return out
+
+
+def _training_rows(cfg) -> torch.Tensor:
+    """The rows the run was trained on: its data, split as fit() split it."""
+    data = load_data(cfg.data.spec, cfg.model.likelihood)
+    train, _ = data.split(cfg.data.heldout_fraction, cfg.data.seed)
+    return torch.from_numpy(train.X)
+
+
+def _write_row_scores(cfg, trainer, data, samples: Optional[int], out: Path) -> None:
+    """Per-row scores of ``data``, compared with the run's own training rows."""
+    from pyro_pots import uncertainty
+
+    vae, device = trainer.vae, trainer.device
+    calibration = uncertainty.calibrate(vae, _training_rows(cfg).to(device), samples)
+    scores = uncertainty.row_scores(vae, torch.from_numpy(data.X).to(device), calibration, samples)
+    uncertainty.write_scores_csv(scores, out)
+
+
+def label_command(args: argparse.Namespace) -> Dict[str, Any]:
+    from pyro_pots import labels
+
+    cfg, trainer = load_run(Path(args.run))
+    out = _new_output(args.output, args.overwrite) if args.output else None
+    own = load_data(cfg.data.spec, cfg.model.likelihood)
+    given = labels.read_labels_file(args.labels, own.n_rows)
+    data = load_data(args.data, cfg.model.likelihood) if args.data else own
+    if data.n_features != own.n_features:
+        raise PotsInputError(
+            f"data has {data.n_features} features, the run's model takes {own.n_features}"
+        )
+    result = labels.label_data(trainer.vae, own.X, given, data.X, args.fallback)
+    report = {"data": data.name, "n_rows": data.n_rows, "n_labelled": int((given >= 0).sum())}
+    report.update(result.label_map.report())
+    report["fallback"] = args.fallback
+    if data.labels is not None:  # the data's own labels score the prediction, nothing else
+        report["accuracy"] = float((result.predicted == data.labels).mean())
+    if out is not None:
+        labels.write_predictions_csv(result, data.labels, out)
+        report["output"] = str(out)
+    return report
 
 
 def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
@@ -183,6 +266,7 @@ COMMANDS = {
     "fit": fit_command,
     "evaluate": evaluate_command,
     "sample": sample_command,
+    "label": label_command,
     "ppc": ppc_command,
 }
 

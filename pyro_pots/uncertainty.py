@@ -1,0 +1,231 @@
+r"""
+Per-row uncertainty and out-of-distribution (OOD) scores of a fitted model.
+
+For each row :math:`x` (open pots :math:`A`, responsibilities :math:`r(x)` over them, the
+encoder's routing) :func:`row_scores` gives:
+
+``pot``
+    :math:`\arg\max_c r_c(x)`, the row's pot.
+``max_resp``
+    :math:`\max_c r_c(x)`: how sure the routing is (1 = one pot).
+``entropy``
+    :math:`H(r(x)) = -\sum_{c\in A} r_c \log r_c` in nats (0 = one pot,
+    :math:`\log|A|` = no preference).
+``neg_elbo``
+    an upper bound on :math:`-\log p(x)` under the discrete mixture the model defines
+    (:mod:`pyro_pots.training.scoring`: pot :math:`c` with weight :math:`\pi_c`, the
+    training rows' mean responsibility, then the pot's own VAE :math:`p_c`). With
+    ``num_samples=None`` it is the mixture ELBO with :math:`q(c\mid x) = r(x)`, the
+    quantity the curriculum judges stages by (``heldout_loss``):
+
+    .. math::
+
+        -\sum_c r_c(x)\,[\mathrm{ELBO}_c(x) + \log\pi_c - \log r_c(x)].
+
+    With ``num_samples=S`` it is importance weighted: each pot's
+    :math:`\log p_c(x)` is estimated by the IWAE bound with :math:`S` draws of
+    :math:`z \sim q_c(z\mid x)`, the estimator of :class:`pyro.infer.RenyiELBO` at
+    :math:`\alpha = 0` (computed per row from Pyro traces; the tests check it against
+    ``RenyiELBO``), and the pot is summed out exactly:
+
+    .. math::
+
+        -\log \sum_{c\in A} \pi_c\,\frac1S \sum_{s=1}^S
+            \frac{p_c(x\mid z_s)\,\mathcal N(z_s; 0, I)}{q_c(z_s\mid x)}.
+
+    Both are upper bounds on :math:`-\log p(x)` in expectation; the second is the tighter
+    (:math:`\mathrm{IWAE}_c \ge \mathrm{ELBO}_c` in expectation and
+    :math:`\log\sum_c \pi_c e^{a_c} \ge \sum_c r_c (a_c + \log\pi_c - \log r_c)`) and
+    tends to :math:`-\log p(x)` as :math:`S` grows.
+``ood_score``
+    the row's misfit *within its own pot*, relative to that pot's typical training row:
+    with :math:`\ell_c(x) = -\mathrm{ELBO}_c(x)` (or :math:`-\mathrm{IWAE}_c(x)`) and
+    :math:`c = ` ``pot``,
+
+    .. math::
+
+        \mathrm{ood}(x) = \ell_c(x) - \mathrm{median}\{\ell_c(x') : x' \text{ a training
+        row whose pot is } c\},
+
+    in nats: 0 is a typical training row of that pot, 10 a row :math:`e^{10}` times less
+    likely under it than a typical one. Higher means more out of distribution. Why
+    relative to the pot: pots differ in how many nats a typical row costs (a "1" is
+    cheaper to encode than an "8"), so a global threshold on the likelihood flags complex
+    in-distribution rows before outliers routed to a simple pot. (Dividing by each pot's
+    spread as well, a z-score, measured slightly worse: ``docs/benchmarks.md``.)
+"""
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch.nn.functional import softplus
+
+from pyro_pots.model.networks import MIN_SCALE
+from pyro_pots.model.pots_vae import PotsVAE
+from pyro_pots.sites import DATA_PLATE, OBS, Z
+from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
+
+#: columns of :func:`row_scores`, in the order the CSV writes them.
+COLUMNS = ("pot", "max_resp", "entropy", "neg_elbo", "ood_score")
+#: rows x particles per batch in :func:`iw_log_likelihood` (bounds the decoder's memory).
+_BATCH = 1 << 16
+
+
+def pot_model_and_guide(vae: PotsVAE, pot: int) -> Tuple[Callable, Callable]:
+    """
+    Pot ``pot``'s own VAE as a Pyro model and guide, both called as ``fn(x)``: the model
+    draws ``z ~ N(0, I)`` and ``obs ~ p(x | g_pot(z))``, the guide
+    ``z ~ N(mu_pot(x), sigma_pot(x))`` (the encoder's head for that pot).
+    """
+    idx = torch.tensor([pot], device=vae.active.device)
+
+    def model(x: torch.Tensor) -> None:
+        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+            prior = dist.Normal(x.new_zeros(vae.latent_dim), 1.0).to_event(1)
+            z = pyro.sample(Z, prior)
+            out = vae.decoders.decode(z.unsqueeze(-3), idx).squeeze(-3)
+            pyro.sample(OBS, vae.likelihood(out), obs=x)
+
+    def guide(x: torch.Tensor) -> None:
+        heads = vae.encoder.latent_heads(vae.encoder.hidden(x), idx)[0]
+        loc, raw_scale = heads.split(vae.latent_dim, dim=-1)
+        with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
+            pyro.sample(Z, dist.Normal(loc, softplus(raw_scale) + MIN_SCALE).to_event(1))
+
+    return model, guide
+
+
+def per_row_log_weights(
+    model: Callable, guide: Callable, x: torch.Tensor, num_samples: int
+) -> torch.Tensor:
+    """
+    Log importance weights ``log p(x, z) - log q(z | x)`` of ``num_samples`` guide draws per
+    row, ``(S, N)``: what :func:`pyro.infer.importance.vectorized_importance_weights` and
+    :class:`pyro.infer.RenyiELBO` compute, but not summed over the rows.
+    """
+    with pyro.plate("num_particles_vectorized", num_samples, dim=-2):
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    log_w = x.new_zeros(num_samples, x.shape[0])
+    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+        trace.compute_log_prob()
+        for site in trace.nodes.values():
+            if site["type"] == "sample":
+                log_w = log_w + sign * site["log_prob"]
+    return log_w
+
+
+@torch.no_grad()
+def iw_log_likelihood(vae: PotsVAE, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    r"""
+    Each open pot's importance-weighted bound on :math:`\log p_c(x)` per row, ``(N, A)``
+    (columns in increasing pot id): :math:`\log \frac1S \sum_s w_s`, the IWAE bound
+    (``RenyiELBO(alpha=0, num_particles=S)`` on one row).
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    pots = vae.active.nonzero().squeeze(-1).tolist()
+    rows = max(1, _BATCH // num_samples)
+    out = x.new_empty(x.shape[0], len(pots))
+    for j, pot in enumerate(pots):
+        model, guide = pot_model_and_guide(vae, pot)
+        for start in range(0, x.shape[0], rows):
+            log_w = per_row_log_weights(model, guide, x[start : start + rows], num_samples)
+            out[start : start + rows, j] = log_w.logsumexp(0) - math.log(num_samples)
+    return out
+
+
+@dataclass
+class Calibration:
+    """What :func:`row_scores` compares rows with, taken from the training rows."""
+
+    weights: torch.Tensor  #: ``(A,)`` mixture weights pi (mean responsibility)
+    median: torch.Tensor  #: ``(A,)`` median per-pot misfit of the pot's training rows
+
+
+@torch.no_grad()
+def pot_misfit(
+    vae: PotsVAE, x: torch.Tensor, num_samples: Optional[int], seed: int = 0
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    ``(resp, elbo, nll)``: responsibilities ``(N, A)``, each pot's ELBO (one draw, analytic
+    KL) ``(N, A)`` and each pot's misfit ``(N, A)``: ``-ELBO_c`` or, with ``num_samples``,
+    ``-IWAE_c``. Seeded, so repeated calls see the same noise.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    scores = pot_scores(vae, x, vae.active, generator=generator)
+    if num_samples is None:
+        return scores.resp, scores.elbo, -scores.elbo
+    with _seeded(seed):
+        return scores.resp, scores.elbo, -iw_log_likelihood(vae, x, num_samples)
+
+
+class _seeded:
+    """Run a block under a fixed Pyro seed, restoring the global RNG state after it."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        self.state = pyro.util.get_rng_state()
+        pyro.set_rng_seed(self.seed)
+
+    def __exit__(self, *exc) -> None:
+        pyro.util.set_rng_state(self.state)
+
+
+def calibrate(vae: PotsVAE, train_x: torch.Tensor, num_samples: Optional[int]) -> Calibration:
+    """Mixture weights and each pot's median misfit on its training rows ``train_x``."""
+    resp, _, nll = pot_misfit(vae, train_x, num_samples)
+    assign = resp.argmax(-1)
+    overall = nll.gather(-1, assign[:, None]).squeeze(-1)
+    median = []
+    for j in range(resp.shape[1]):
+        own = nll[assign == j, j]
+        median.append((own if len(own) else overall).median())  # an empty pot: all rows
+    return Calibration(mixture_weights(resp), torch.stack(median))
+
+
+def row_scores(
+    vae: PotsVAE, x: torch.Tensor, calibration: Calibration, num_samples: Optional[int] = None
+) -> Dict[str, np.ndarray]:
+    """
+    The per-row scores of the module docstring, in input order: a dict of ``(N,)`` arrays
+    keyed by :data:`COLUMNS`. ``calibration`` comes from :func:`calibrate` on the training
+    rows with the same ``num_samples``.
+    """
+    pots = vae.active.nonzero().squeeze(-1)
+    resp, elbo, nll = pot_misfit(vae, x, num_samples)
+    assign = resp.argmax(-1)
+    log_w = calibration.weights.log()
+    if num_samples is None:
+        neg_elbo = mixture_loss(PotScores(pots, elbo, resp, elbo.new_empty(0)), calibration.weights)
+    else:
+        neg_elbo = -(log_w - nll).logsumexp(-1)
+    own = nll.gather(-1, assign[:, None]).squeeze(-1)
+    ood = own - calibration.median[assign]
+    return {
+        "pot": pots[assign].cpu().numpy(),
+        "max_resp": resp.max(-1).values.cpu().double().numpy(),
+        "entropy": (-torch.special.xlogy(resp, resp).sum(-1)).cpu().double().numpy(),
+        "neg_elbo": neg_elbo.cpu().double().numpy(),
+        "ood_score": ood.cpu().double().numpy(),
+    }
+
+
+def write_scores_csv(scores: Dict[str, np.ndarray], path: Path) -> None:
+    """One line per row, in input order: ``row`` then :data:`COLUMNS`."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("row",) + COLUMNS)
+        for i in range(len(scores["pot"])):
+            values = [f"{scores[c][i]:.6g}" for c in COLUMNS[1:]]
+            writer.writerow([i, int(scores["pot"][i]), *values])

@@ -34,6 +34,7 @@ from pyro_pots.config import load_config
 from pyro_pots.data import load_data
 from pyro_pots.errors import FitInterrupted, PotsInputError
 from pyro_pots.plots import pot_samples
+from pyro_pots.training.distributed import launched_rank
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,7 +125,8 @@ def fit_command(args: argparse.Namespace) -> Dict[str, Any]:
         raise PotsInputError("--resume continues a run; it cannot be combined with --overwrite")
     cfg = load_config(args.config, overrides)
     result = fit(cfg, resume=args.resume, progress=not args.quiet)
-    print(f"run written to {result.out}", file=sys.stderr)
+    if launched_rank() == 0:
+        print(f"run written to {result.out}", file=sys.stderr)
     return result.summary
 
 
@@ -281,7 +283,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except FitInterrupted as stop:
         print(f"pyro-pots: {stop}", file=sys.stderr)
         return 130
-    print(json.dumps(result, indent=2))
+    if launched_rank() == 0:  # under torchrun every rank runs this; one prints
+        print(json.dumps(result, indent=2))
     return 0
 
 

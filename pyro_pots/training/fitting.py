@@ -21,7 +21,8 @@ from pyro_pots.data import Dataset, load_data
 from pyro_pots.errors import FitInterrupted, PotsInputError
 from pyro_pots.metrics import clustering_scores
 from pyro_pots.model import PotsVAE
-from pyro_pots.training.trainer import CurriculumTrainer
+from pyro_pots.training import distributed
+from pyro_pots.training.trainer import CurriculumTrainer, resolve_device
 
 #: version of the checkpoint layout; a checkpoint of another version is refused.
 CHECKPOINT_FORMAT = 1
@@ -72,8 +73,23 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
         a missing or unreadable checkpoint.
     :raises FitInterrupted: on SIGINT, once the epoch is finished and its checkpoint saved
         (the run directory then has no ``summary.json``: it is not a finished run).
+
+    Under ``torchrun`` every rank calls this; it joins the process group (see
+    :mod:`pyro_pots.training.distributed`) and only rank 0 writes the run directory.
     """
     cfg = cfg if cfg is not None else load_config()
+    if distributed.launched_by_torchrun() and cfg.train.jit:
+        raise PotsInputError("train.jit cannot be used under torchrun; set train.jit=false")
+    joined = distributed.init_from_env(resolve_device(cfg.train.device))
+    try:
+        return _fit(cfg, resume, progress and distributed.is_main())
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
+
+
+def _fit(cfg: Config, resume: bool, progress: bool) -> FitResult:
+    main = distributed.is_main()
     out = Path(cfg.output.dir)
     checkpoint = None
     if resume:
@@ -83,9 +99,13 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
     torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data.spec, cfg.model.likelihood)
     train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
-    if not resume:
-        run_dir.prepare(out, cfg.output.overwrite)
-        save_config(cfg, out / run_dir.CONFIG)
+    if not resume:  # rank 0 writes; its error, if any, is raised on every rank
+
+        def prepare() -> None:
+            run_dir.prepare(out, cfg.output.overwrite)
+            save_config(cfg, out / run_dir.CONFIG)
+
+        distributed.from_main(prepare)
     trainer = CurriculumTrainer(cfg, torch.from_numpy(train.X), torch.from_numpy(held.X))
     if checkpoint is not None:
         if checkpoint["data_dim"] != data.n_features:
@@ -98,6 +118,8 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
     start = time.perf_counter() - (checkpoint["time_s"] if checkpoint else 0.0)
 
     def save() -> None:
+        if not main:
+            return
         state = {
             "format": CHECKPOINT_FORMAT,
             "data_dim": data.n_features,
@@ -119,15 +141,16 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
             stage=row["stage"], pots=row["n_open"], heldout=f"{row['heldout_loss']:.3f}"
         )
         bar.update()
-        if row["action"] != "continue" or sigint["raised"]:
+        interrupted = not distributed.all_true(not sigint["raised"], trainer.device)
+        if row["action"] != "continue" or interrupted:
             save()
-        if sigint["raised"]:
+        if interrupted:
             raise FitInterrupted(
                 f"interrupted after epoch {row['epoch']}; the checkpoint in '{out}' is saved: "
                 f"go on with `pyro-pots fit --out {out} --resume`"
             )
 
-    if resume:  # a finished run's summary no longer describes the run being continued
+    if resume and main:  # a finished run's summary no longer describes the run going on
         (out / run_dir.SUMMARY).unlink(missing_ok=True)
     with bar, _deferred_sigint() as sigint:
         trainer.run(on_epoch)
@@ -135,7 +158,13 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
     trainer.finish()
     pots, resp = open_responsibilities(trainer, data)
     summary = summarize(trainer, data, time.perf_counter() - start, (pots, resp))
-    write_outputs(trainer, data, summary, (pots, resp), out, cfg.output.plots)
+    if distributed.world_size() > 1:
+        summary["distributed"] = {
+            "world_size": distributed.world_size(),
+            "rank_state_sha256": distributed.state_digests(trainer.vae),
+        }
+    if main:
+        write_outputs(trainer, data, summary, (pots, resp), out, cfg.output.plots)
     return FitResult(trainer.vae, trainer, summary, out)
 
 

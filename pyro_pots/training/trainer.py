@@ -28,8 +28,10 @@ from pyro_pots.config import Config, model_kwargs
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.normality import split_normality
 from pyro_pots.curriculum.split import copy_pot, two_means
+from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
-from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
+from pyro_pots.training import distributed
+from pyro_pots.training.scoring import MIN_WEIGHT, PotScores, mixture_loss, pot_scores
 from pyro_pots.training.svi_fit import lambda_schedule
 
 #: rows the kick's 2-means sees at most (rows beyond it get no kick target).
@@ -40,7 +42,15 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` is ``cuda`` when a GPU is present, else ``cpu``."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise PotsInputError(
+                f"config key 'train.device': {name} asked for, but this machine has "
+                f"{count} CUDA device(s); use cpu or auto"
+            )
+    return device
 
 
 def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
@@ -63,6 +73,19 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
     )
 
 
+class _Method(torch.nn.Module):
+    """A module's method as a module of its own: Pyro's ``ELBO.__call__(model, guide)``
+    takes the model and guide as modules, whose parameters (here the shared
+    :class:`PotsVAE`'s, counted once) become the ELBO module's."""
+
+    def __init__(self, owner: torch.nn.Module, name: str) -> None:
+        super().__init__()
+        self.owner, self.name = owner, name
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.owner, self.name)(*args, **kwargs)
+
+
 class CurriculumTrainer:
     """
     Grows a :class:`PotsVAE` one pot at a time on ``train_x``, judging stages on
@@ -75,16 +98,20 @@ class CurriculumTrainer:
 
     def __init__(self, cfg: Config, train_x: torch.Tensor, heldout_x: torch.Tensor) -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.train.device)
+        self.device = distributed.local_device(resolve_device(cfg.train.device))
         pyro.set_rng_seed(cfg.train.seed)
         self.vae = PotsVAE(train_x.shape[1], **model_kwargs(cfg)).to(self.device)
         self.train_x = train_x.to(self.device)
         self.heldout_x = heldout_x.to(self.device) if len(heldout_x) else self.train_x
-        self.manager = build_manager(cfg, math.ceil(len(train_x) / cfg.train.batch_size))
+        world = distributed.world_size()
+        self.manager = build_manager(cfg, math.ceil(len(train_x) / (cfg.train.batch_size * world)))
         self.vae.open_pots(self.manager.open)
         self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.train.lr)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._elbos: Dict[Any, Any] = {}
+        # under torchrun: DistributedDataParallel over Pyro's ELBO module
+        elbo_module = Trace_ELBO()(_Method(self.vae, "model"), _Method(self.vae, "guide"))
+        self._ddp = distributed.wrap(elbo_module, self.device)
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []
         # -1: no kick target; else the pot the kick teaches this row's logits to pick.
@@ -101,8 +128,11 @@ class CurriculumTrainer:
         kicking = self.manager.kick_remaining > 0
         active = self.vae.active.clone()
         elbo = self._elbo(lam, kicking)
-        order = torch.randperm(len(self.train_x), generator=self.batch_generator)
-        total = 0.0
+        if self._ddp is None:
+            order = torch.randperm(len(self.train_x), generator=self.batch_generator)
+        else:
+            order = distributed.shard(len(self.train_x), cfg.train.seed, self.epoch)
+        total = torch.zeros(2, dtype=torch.float64)  # loss summed over steps, rows seen
         kick = (
             handlers.kick(
                 pot=self.kick_pot,
@@ -121,7 +151,10 @@ class CurriculumTrainer:
         with validate, handlers.logit_prior_scale(lam=lam), kick:
             for rows in order.split(cfg.train.batch_size):
                 xb = self.train_x[rows]
-                loss = elbo.differentiable_loss(self.model, self.guide, xb, active)
+                if self._ddp is None:
+                    loss = elbo.differentiable_loss(self.model, self.guide, xb, active)
+                else:
+                    loss = self._ddp(xb, active)
                 if kicking:
                     loss = loss + c.kick_weight * self._kick_loss(xb, rows, active)
                 self.optimizer.zero_grad()
@@ -136,10 +169,11 @@ class CurriculumTrainer:
                     continue
                 bad_in_a_row = 0
                 self.optimizer.step()
-                total += loss.item()
+                total += torch.tensor([loss.item(), len(rows)], dtype=torch.float64)
         self.epoch += 1
+        total = distributed.all_reduce_sum(total.to(self.device)).cpu()
         return {
-            "train_loss": total / len(self.train_x),
+            "train_loss": (total[0] / total[1].clamp_min(1)).item(),
             "lam": lam,
             "kicking": kicking,
             "bad_steps": skipped,
@@ -147,12 +181,15 @@ class CurriculumTrainer:
         }
 
     def _backward_is_finite(self, loss: torch.Tensor) -> bool:
-        """Backpropagate ``loss``; whether the loss and every gradient are finite."""
-        if not torch.isfinite(loss):
+        """Backpropagate ``loss``; whether the loss and every gradient are finite (on every
+        rank: under DDP every rank runs the backward pass and they skip a step together)."""
+        finite = bool(torch.isfinite(loss))
+        if not finite and self._ddp is None:
             return False
         loss.backward()
         grads = [p.grad for p in self.vae.parameters() if p.grad is not None]
-        return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        finite = finite and bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        return distributed.all_true(finite, self.device)
 
     def _roll_back(self) -> None:
         """Too many non-finite steps in a row: go back to the start of the last clean epoch
@@ -198,14 +235,30 @@ class CurriculumTrainer:
         costly part)."""
         active = self.vae.active
         pots = active.nonzero().squeeze(-1)
-        resp = self.vae.responsibilities(self.train_x, active).index_select(-1, pots)
+        a = len(pots)
+        # each rank scores its share of the rows; the sums are reduced across ranks
+        rows = distributed.strided(self.train_x)
+        resp = self.vae.responsibilities(rows, active).index_select(-1, pots).double()
+        sums = torch.cat(
+            [
+                resp.sum(0),
+                resp.argmax(-1).bincount(minlength=a).double(),
+                resp.max(-1).values.sum().reshape(1),
+                resp.new_tensor([len(resp)]),
+            ]
+        )
+        sums = distributed.all_reduce_sum(sums)
+        n = sums[-1]
+        weights = (sums[:a] / n).clamp_min(MIN_WEIGHT).to(self.heldout_x.dtype)
         held_noise = torch.Generator().manual_seed(self.cfg.train.seed + 2)
-        held = pot_scores(self.vae, self.heldout_x, active, generator=held_noise)
-        usage = resp.argmax(-1).bincount(minlength=len(pots)).double() / len(resp)
+        held_rows = distributed.strided(self.heldout_x)
+        held = pot_scores(self.vae, held_rows, active, generator=held_noise)
+        held_sum = mixture_loss(held, weights).double().sum().reshape(1)
+        held_sum = distributed.all_reduce_sum(torch.cat([held_sum, n.new_tensor([len(held_rows)])]))
         result = {
-            "heldout_loss": mixture_loss(held, mixture_weights(resp)).mean().item(),
-            "usage": dict(zip(pots.tolist(), usage.tolist())),
-            "mean_max_resp": resp.max(-1).values.mean().item(),
+            "heldout_loss": (held_sum[0] / held_sum[1]).item(),
+            "usage": dict(zip(pots.tolist(), (sums[a : 2 * a] / n).tolist())),
+            "mean_max_resp": (sums[2 * a] / n).item(),
             "misfit": {},
             "scores": None,
         }
@@ -220,6 +273,19 @@ class CurriculumTrainer:
         train = pot_scores(self.vae, self.train_x, self.vae.active, generator=noise)
         misfit = -(train.resp * train.elbo).sum(0)
         return {"misfit": dict(zip(train.pots.tolist(), misfit.tolist())), "scores": train}
+
+    def _stage_end_scores(self):
+        """Misfit and normality for the stage manager, computed on rank 0 and sent to every
+        rank (so that every rank takes the same decision); the training rows' scores,
+        which only rank 0 needs to split, stay on rank 0 (None elsewhere)."""
+        kept: Dict[str, Any] = {}
+
+        def compute():
+            kept.update(self.train_scores())
+            return kept["misfit"], self.normality(kept["scores"])
+
+        misfit, normality = distributed.from_main(compute)
+        return misfit, normality, kept.get("scores")
 
     def normality(self, scores: PotScores) -> Dict[int, float]:
         """Each open pot's normality statistic: the larger of the split test on its latent
@@ -246,21 +312,29 @@ class CurriculumTrainer:
             self.manager.snapshot = self.snapshot()
             self._split(decision.parent, decision.pot, scores)
         self.vae.open_pots(self.manager.open)
+        if decision.restore or decision.action == "unlock":
+            distributed.broadcast_state(self.vae)  # ranks stay bit-identical
 
-    def _split(self, parent: int, new: int, scores: PotScores) -> None:
+    def _split(self, parent: int, new: int, scores: Optional[PotScores]) -> None:
         """Copy the parent into the new pot and set the kick's targets: the parent's rows
         split in two by 2-means on the rows themselves. (2-means on the parent's latent
         codes was tried first: the KL term pulls the codes of two clusters sharing a pot
-        together, and its halves cut across the clusters; those splits faded.)"""
+        together, and its halves cut across the clusters; those splits faded.) Under
+        torchrun the targets come from rank 0, which holds the stage-end ``scores``."""
         c = self.cfg.curriculum
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new)
         copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
-        column = scores.pots.tolist().index(parent)
-        rows = (scores.resp.argmax(-1) == column).nonzero().squeeze(-1).cpu()
-        rows = rows[torch.randperm(len(rows), generator=gen)[:_TWO_MEANS_ROWS]]
-        halves = torch.as_tensor(two_means(self.train_x[rows.to(self.device)], new))
-        self.kick_targets.fill_(-1)
-        self.kick_targets[rows] = torch.where(halves == 1, new, parent)
+
+        def targets() -> torch.Tensor:
+            column = scores.pots.tolist().index(parent)
+            rows = (scores.resp.argmax(-1) == column).nonzero().squeeze(-1).cpu()
+            rows = rows[torch.randperm(len(rows), generator=gen)[:_TWO_MEANS_ROWS]]
+            halves = torch.as_tensor(two_means(self.train_x[rows.to(self.device)], new))
+            result = torch.full_like(self.kick_targets, -1)
+            result[rows] = torch.where(halves == 1, new, parent)
+            return result
+
+        self.kick_targets = distributed.from_main(targets)
         self.kick_pot = new
 
     def snapshot(self) -> Dict[str, Any]:
@@ -287,8 +361,7 @@ class CurriculumTrainer:
             ev = self.evaluate(full=False)
             normality = None
             if self.manager.would_end_stage(ev["heldout_loss"]):
-                ev.update(self.train_scores())
-                normality = self.normality(ev["scores"])
+                ev["misfit"], normality, ev["scores"] = self._stage_end_scores()
             decision = self.manager.observe(
                 ev["heldout_loss"], ev["usage"], ev["misfit"], normality
             )

@@ -86,6 +86,9 @@ __all__ = [
 
 _REJECT = object()
 
+#: the largest seed every generator takes (numpy's legacy seeding, via pyro.set_rng_seed).
+_MAX_SEED = 2**32 - 1
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -100,12 +103,16 @@ class Rule:
     clean: Callable[[Any], Any]
 
 
-def _integer(low: int | None = None) -> Rule:
+def _integer(low: int | None = None, high: int | None = None) -> Rule:
     def clean(value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             return _REJECT
-        return int(value) if low is None or value >= low else _REJECT
+        if (low is not None and value < low) or (high is not None and value > high):
+            return _REJECT
+        return int(value)
 
+    if high is not None:
+        return Rule(f"an integer in [{low}, {high}]", clean)
     return Rule("an integer" if low is None else f"an integer >= {low}", clean)
 
 
@@ -426,7 +433,9 @@ class TrainConfig(_Section):
     max_epochs: int = _key(_integer(1), 800, "most epochs, all stages together")
     batch_size: int = _key(_integer(1), _sig(fit_svi, "batch_size"), "rows per SVI step")
     lr: float = _key(_number(0, low_open=True), _sig(fit_svi, "lr"), "Adam learning rate")
-    seed: int = _key(_integer(), _sig(fit_svi, "seed"), "seed of initialisation and batches")
+    seed: int = _key(
+        _integer(0, _MAX_SEED), _sig(fit_svi, "seed"), "seed of initialisation and batches"
+    )
     device: str = _key(_device(), "auto", "``auto`` picks cuda when it is available")
     threads: int = _key(_integer(1), 2, "torch CPU threads")
     jit: bool = _key(_flag(), False, "compile the ELBO with JitTrace_ELBO")
@@ -541,6 +550,10 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return " ".join(f"invalid YAML: {error}".split())
 
 
+#: PyYAML builds nested lists and mappings recursively; a deep enough nesting overflows the stack.
+_TOO_DEEP = "invalid YAML: lists or mappings nested too deeply"
+
+
 def _read_yaml(path: Path) -> dict:
     where = f"config file '{path}'"
     try:
@@ -557,6 +570,8 @@ def _read_yaml(path: Path) -> dict:
         tree = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise PotsInputError(f"{where}: {_yaml_problem(error)}") from None
+    except RecursionError:
+        raise PotsInputError(f"{where}: {_TOO_DEEP}") from None
     if tree is None:  # an empty file, or only comments: all defaults
         return {}
     if not isinstance(tree, dict):
@@ -626,6 +641,8 @@ def _add_override(tree: dict[str, dict[str, Any]], override: str) -> None:
         value = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise PotsInputError(f"{prefix}value: {_yaml_problem(error)}") from None
+    except RecursionError:
+        raise PotsInputError(f"{prefix}value: {_TOO_DEEP}") from None
     tree[section][key] = value
 
 

@@ -39,6 +39,16 @@ _MARKERS = (CONFIG, CHECKPOINT, SUMMARY)
 def prepare(out: Path, overwrite: bool) -> None:
     """Create ``out`` for a new run. An existing non-empty directory is replaced only with
     ``overwrite`` and only when it is a pyro-pots run; anything else is left untouched."""
+    try:
+        _prepare(out, overwrite)
+    except PotsInputError:
+        raise
+    except (OSError, ValueError) as error:  # a name too long, a path through a file, a NUL
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise PotsInputError(f"run directory '{out}': cannot be created ({reason})") from None
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise PotsInputError(f"run directory '{out}' is a file; choose another output.dir")
     if out.exists() and any(out.iterdir()):

@@ -82,6 +82,13 @@ def test_evaluate_and_sample_read_a_run(tmp_path, capsys):
     assert drawn["X"].shape == (5, 8) and np.isfinite(drawn["X"]).all()
     assert main(["sample", "--run", str(out), "-n", "5"]) == 2  # never replaces a file
     assert "exists" in capsys.readouterr().err
+    # found by tests/test_fuzz.py: a traceback (FileNotFoundError) instead of one line
+    assert main(["sample", "--run", str(out), "--out", str(tmp_path / "no" / "x.npz")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "cannot be written" in err[0]
+    # without .npz, np.savez adds it: the file that is never replaced is samples.npz
+    assert main(["sample", "--run", str(out), "--out", str(out / "samples")]) == 2
+    assert "samples.npz' exists" in capsys.readouterr().err
 
 
 def test_fit_refuses_to_overwrite_a_run(tmp_path, capsys):
@@ -114,6 +121,10 @@ def test_overwrite_never_removes_a_directory_that_is_not_a_run(tmp_path, capsys)
         (["fit", "--resume"], "checkpoint"),
         (["evaluate", "--run", "no_such_run"], "no_such_run"),
         (["sample", "--run", "no_such_run"], "no_such_run"),
+        # found by tests/test_fuzz.py: tracebacks (OSError: file name too long, ...)
+        (["fit", "--data", "d" * 300], "cannot be read"),
+        (["fit", "--data", "synthetic:n=50", "--out", "o" * 300], "run directory 'ooo"),
+        (["evaluate", "--run", "r" * 300], "run directory 'rrr"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, monkeypatch, capsys, argv, needle):
@@ -153,11 +164,31 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     assert len(err) == 1 and "checkpoint.pt" in err[0]
 
 
-def test_bad_argument_value_exits_2(capsys):
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["sample", "--run", "x", "-n", "0"], "-n"),
+        (["fit", "--bogus"], "--bogus"),  # found by tests/test_fuzz.py: usage + error lines
+        (["sample", "--run", "x", "--seed", "-1"], "--seed"),  # found by tests/test_fuzz.py:
+        (["ppc", "--run", "x", "--seed", str(2**70)], "--seed"),  # a traceback from numpy
+        (["evaluate", "--run", "x", "a\nb"], "a\\nb"),
+    ],
+)
+def test_bad_argument_value_exits_2(capsys, argv, needle):
     with pytest.raises(SystemExit) as exit_info:
-        main(["sample", "--run", "x", "-n", "0"])
+        main(argv)
     assert exit_info.value.code == 2
-    assert "-n" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_a_cuda_device_that_is_not_there_is_one_line(tmp_path, capsys):
+    # found by tests/test_fuzz.py: "Torch not compiled with CUDA enabled", a traceback
+    argv = ["fit", *TINY, "--out", str(tmp_path / "run"), "--set", "train.device=cuda:99"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "train.device" in err[0]
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_a_jit_compiled_fit_runs_and_matches_the_run_directory_layout(tmp_path):

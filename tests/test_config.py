@@ -376,3 +376,23 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("data:\n  spec: caf\xe9\n".encode("latin-1"))
     _error(str(path), "UTF-8", path=path)
+
+
+def test_nesting_too_deep_for_the_yaml_parser(tmp_path):
+    # found by tests/test_fuzz.py: PyYAML recursed until RecursionError, a traceback
+    path = _write(tmp_path, "data: " + "[" * 5000 + "]" * 5000 + "\n")
+    _error(str(path), "nested too deeply", path=path)
+    _error("override 'data.spec=", "nested too deeply", overrides=["data.spec=" + "{a: " * 3000])
+
+
+def test_train_seed_is_one_every_generator_takes():
+    # found by tests/test_fuzz.py: numpy's seeding (pyro.set_rng_seed) raised a traceback
+    for seed in ("-1", str(2**32)):
+        _error("train.seed", "[0, 4294967295]", overrides=[f"train.seed={seed}"])
+    assert load_config(None, [f"train.seed={2**32 - 1}"]).train.seed == 2**32 - 1
+
+
+def test_a_line_break_from_the_input_stays_escaped_in_the_message(tmp_path):
+    # found by tests/test_fuzz.py: a key holding a line break made a two-line message
+    message = _error("unknown config section 'a\\nb'", text='? "a\\nb"\n: 1\n', tmp_path=tmp_path)
+    assert len(message.splitlines()) == 1

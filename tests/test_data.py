@@ -581,3 +581,12 @@ def test_spec_empty(spec: object) -> None:
 def test_spec_unknown_likelihood() -> None:
     with bad_input("synthetic", "unknown likelihood 'gamma'"):
         load_data("synthetic:n=20", likelihood="gamma")
+
+
+def test_a_name_too_long_for_the_file_system(tmp_path: Path) -> None:
+    # found by tests/test_fuzz.py: Path.exists raised OSError (ENAMETOOLONG), a traceback
+    name = "a" * 300
+    with bad_input(f"data spec '{name}'", "cannot be read"):
+        load_data(name)
+    with bad_input(f"data file '{tmp_path / name}.npy'", "cannot be read"):
+        read_file(tmp_path / f"{name}.npy")

@@ -43,9 +43,13 @@ def read_file(path: str | os.PathLike[str]) -> Dataset:
     """
     file = Path(path)
     where = f"data file '{path}'"
-    if not file.exists():
+    try:
+        exists, is_file = file.exists(), file.is_file()
+    except OSError as error:  # e.g. a name too long for the file system
+        raise PotsInputError(f"{where}: cannot be read ({error.strerror or error})") from None
+    if not exists:
         raise PotsInputError(f"{where}: no such file")
-    if not file.is_file():
+    if not is_file:
         raise PotsInputError(f"{where}: not a regular file")
     name = file.name.lower()
     if name.endswith(".npz"):

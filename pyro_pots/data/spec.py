@@ -66,7 +66,13 @@ def _load(spec: str) -> Dataset:
         return load_digits()
     if name == "synthetic":
         return _load_synthetic(spec, options)
-    if not Path(spec).exists():
+    try:
+        exists = Path(spec).exists()
+    except OSError as error:  # e.g. a name too long for the file system
+        raise PotsInputError(
+            f"data spec '{spec}': cannot be read as a file ({error.strerror or error})"
+        ) from None
+    if not exists:
         raise PotsInputError(f"data spec '{spec}': no such file, and not a {_BUILTIN_HELP}")
     return read_file(spec)
 

@@ -32,13 +32,20 @@ import torch
 from pyro_pots import run_dir
 from pyro_pots.config import load_config
 from pyro_pots.data import load_data
-from pyro_pots.errors import FitInterrupted, PotsInputError
+from pyro_pots.errors import FitInterrupted, PotsInputError, one_line
 from pyro_pots.plots import pot_samples
 from pyro_pots.training.distributed import launched_rank
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad argument in one line, like every other bad input (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyro-pots", description="Discover the modes of a dataset with a mixture VAE."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,14 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--run", required=True, help="run directory")
     sample.add_argument("--pot", type=int, help="draw from this open pot (default: the mixture)")
     sample.add_argument("-n", type=_positive_int, default=16, help="rows to draw")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=_seed, default=0)
     sample.add_argument("--out", help="output .npz (default: RUN/samples.npz; never replaced)")
 
     ppc = commands.add_parser("ppc", help="posterior predictive check of a run")
     ppc.add_argument("--run", required=True, help="run directory")
     ppc.add_argument("--data", help="data spec (default: the run's own data)")
     ppc.add_argument("-n", "--num-samples", type=_positive_int, default=100, help="replicates")
-    ppc.add_argument("--seed", type=int, default=0)
+    ppc.add_argument("--seed", type=_seed, default=0)
     return parser
 
 
@@ -108,6 +115,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}")
     return value
 
 
@@ -135,7 +152,11 @@ def load_run(run: Path):
     from pyro_pots.training.fitting import CHECKPOINT_FORMAT
     from pyro_pots.training.trainer import CurriculumTrainer
 
-    if not run.is_dir():
+    try:
+        is_dir = run.is_dir()
+    except OSError as error:  # e.g. a name too long for the file system
+        raise PotsInputError(f"run directory '{run}': {error.strerror or error}") from None
+    if not is_dir:
         raise PotsInputError(f"run directory '{run}' does not exist")
     cfg = load_config(run / run_dir.CONFIG)
     state = run_dir.load_checkpoint(run)
@@ -235,7 +256,13 @@ def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
     if args.pot is not None and args.pot not in open_pots:
         raise PotsInputError(f"--pot {args.pot} is not an open pot of this run; open: {open_pots}")
     out = Path(args.out) if args.out else run / "samples.npz"
-    if out.exists():
+    if out.suffix != ".npz":  # np.savez adds it; check and report the file it writes
+        out = out.with_name(out.name + ".npz")
+    try:
+        taken = out.exists()
+    except OSError as error:
+        raise PotsInputError(f"--out '{out}': {error.strerror or error}") from None
+    if taken:
         raise PotsInputError(f"'{out}' exists; choose another --out (samples are never replaced)")
     gen = torch.Generator().manual_seed(args.seed)
     if args.pot is not None:
@@ -248,7 +275,11 @@ def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
     for pot in np.unique(pots):
         mask = pots == pot
         rows[mask] = pot_samples(vae, [int(pot)], int(mask.sum()), gen)[0]
-    np.savez(out, X=rows, pot=pots)
+    try:
+        np.savez(out, X=rows, pot=pots)
+    except OSError as error:
+        reason = error.strerror or error
+        raise PotsInputError(f"--out '{out}': cannot be written ({reason})") from None
     return {"file": str(out), "rows": args.n, "pots": sorted(set(int(p) for p in pots))}
 
 

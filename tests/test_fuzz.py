@@ -503,6 +503,7 @@ def fuzz_files():
     (root / "ragged.csv").write_text("1,2\n3\n")
     (root / "bad.idx3-ubyte").write_bytes(b"\x00\x00\x08\x01" + bytes(20))
     (root / "config.yaml").write_text("model:\n  num_pots: 3\n")
+    (root / "labels.csv").write_text("row,label\n0,1\n1,0\n3,1\n")
     (root / "bad.yaml").write_text("model: [1\n")
     (root / "not_a_run").mkdir()
     return root
@@ -511,12 +512,14 @@ def fuzz_files():
 def _paths(root: Path) -> list[str]:
     names = ["run", "good.npy", "nan.npy", "empty.npy", "wide.npy", "ragged.csv"]
     names += ["bad.idx3-ubyte", "config.yaml", "bad.yaml", "not_a_run", "missing", "run/plots"]
+    names += ["labels.csv", "out.csv"]
     return [str(root / name) for name in names]
 
 
 _OPTIONS = {
     "fit": ["--config", "--data", "--out", "--set", "--overwrite", "--resume", "--quiet"],
-    "evaluate": ["--run", "--data"],
+    "evaluate": ["--run", "--data", "--output", "--samples", "--overwrite"],
+    "label": ["--run", "--labels", "--data", "--output", "--fallback", "--overwrite"],
     "sample": ["--run", "--pot", "-n", "--seed", "--out"],
     "ppc": ["--run", "--data", "-n", "--num-samples", "--seed"],
 }
@@ -587,7 +590,7 @@ def test_fit_with_random_config_data_and_overrides(fuzz_files, capsys, data):
     _no_summary_unless_success(code, stdout, out)
 
 
-@pytest.mark.parametrize("command", ["evaluate", "sample", "ppc"])
+@pytest.mark.parametrize("command", ["evaluate", "label", "sample", "ppc"])
 @fuzz_settings(40)
 @given(data=st.data())
 def test_run_commands_with_random_arguments(fuzz_files, capsys, command, data):
@@ -598,6 +601,8 @@ def test_run_commands_with_random_arguments(fuzz_files, capsys, command, data):
         argv += ["-n", "3", "--out", str(fresh_dir() / "samples.npz")]
     if command == "ppc":
         argv += ["-n", "2"]
+    if command == "evaluate" and "--samples" in tokens:
+        argv += ["--samples", "2"]
     run_cli(argv, capsys)
     assert (fuzz_files / "run" / "summary.json").is_file()
 

@@ -1,5 +1,5 @@
-"""Figures of a posterior predictive check (:mod:`pyro_pots.ppc`), written as PNG files with
-matplotlib's Agg backend (set by :mod:`pyro_pots.plots`)."""
+"""Figures of a posterior predictive check (:mod:`pyro_pots.ppc`), written as PNG files
+(drawn without pyplot, as in :mod:`pyro_pots.plots`)."""
 
 import math
 from pathlib import Path
@@ -7,7 +7,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from pyro_pots.plots import _save, plt
+from pyro_pots.plots import _save, subplots
 
 #: row labels of the per-pot figure, in the order of its rows.
 _ROW_KINDS = (("observed", "data"), ("replicated", "replicate"), ("prior", "prior draw"))
@@ -28,7 +28,7 @@ def plot_replicates(
     """
     n_pots, m = rows["observed"].shape[:2]
     n_rows = n_pots * len(_ROW_KINDS)
-    fig, axes = plt.subplots(n_rows, m, figsize=(m * 0.7 + 1.2, n_rows * 0.7 + 0.3), squeeze=False)
+    fig, axes = subplots(n_rows, m, figsize=(m * 0.7 + 1.2, n_rows * 0.7 + 0.3), squeeze=False)
     for i, pot in enumerate(pots):
         for r, (key, label) in enumerate(_ROW_KINDS):
             line = axes[i * len(_ROW_KINDS) + r]
@@ -87,7 +87,7 @@ def plot_statistics(result, path: Path, alpha: float = 0.05) -> None:
     names = list(result.statistics)
     cols = min(3, len(names))
     n_rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(4 * cols, 3.4 * n_rows), squeeze=False)
+    fig, axes = subplots(n_rows, cols, figsize=(4 * cols, 3.4 * n_rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         _panel(ax, name, result.statistics[name], alpha)
     for ax in list(axes.flat)[len(names) :]:

@@ -377,7 +377,13 @@ class CurriculumConfig(_Section):
         "(greedy; off by default: on digits and on synthetic data it stops too early)",
     )
     max_fades: int = _key(
-        _integer(1), 3, "splits in a row whose new pot may fade before the curriculum stops"
+        _integer(1), 3, "splits in a row that may fade or drift before the curriculum stops"
+    )
+    min_agreement: float = _key(
+        _number(0, 1),
+        0.5,
+        "least adjusted Rand index between a split's kick targets and where its rows are at "
+        "the stage end (0: off); a split that drifted below it is undone",
     )
     min_gain: float = _key(
         _number(0), 0.0, "with heldout_stop: least held-out gain of a split, nats per row"
@@ -404,8 +410,9 @@ class CurriculumConfig(_Section):
     )
     kick_lam_factor: float = _key(
         _number(0),
-        _sig(KickMessenger.__init__, "lam_factor"),
-        "multiplier of lambda during the kick",
+        1.0,
+        "multiplier of lambda during the kick (the handler's own default relaxes it; the "
+        "curriculum keeps the prior on, so that a real split is not lost when the kick ends)",
     )
     kick_weight: float = _key(
         _number(0),

@@ -213,3 +213,26 @@ def test_restore_returns_model_and_optimizer_to_the_snapshot():
         assert torch.equal(value, snap["vae"][name]), name
     assert t.optimizer.state_dict()["state"][0]["step"] == snap["optimizer"]["state"][0]["step"]
     assert (t.kick_targets == -1).all()
+
+
+def test_split_agreement_is_the_rand_index_of_kick_targets_and_pots_now():
+    t = _trainer()
+    t.train_epoch()
+    ev = t.evaluate()
+    assert t.split_agreement(ev["scores"]) is None  # no split pending
+    t.manager.open.append(1)
+    t.manager.pending = {"pot": 1, "parent": 0}
+    t.kick_targets[:] = -1
+    t.kick_targets[:8] = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    n = len(t.train_x)
+
+    def scores_with(pots_of_rows):
+        resp = torch.nn.functional.one_hot(torch.tensor(pots_of_rows), 2).double()
+        return PotScores(torch.tensor([0, 1]), torch.zeros(n, 2), resp, torch.zeros(2, n, 1))
+
+    rest = [0] * (n - 8)  # rows without a target do not count
+    assert t.split_agreement(scores_with([0, 0, 0, 0, 1, 1, 1, 1] + rest)) == 1.0
+    assert t.split_agreement(scores_with([1, 1, 1, 1, 0, 0, 0, 0] + rest)) == 1.0  # relabelled
+    assert t.split_agreement(scores_with([0] * n)) == 0.0  # the split faded
+    drifted = t.split_agreement(scores_with([0, 0, 0, 0, 0, 0, 1, 1] + rest))
+    assert 0.0 < drifted < 0.5  # a sliver of the kicked half is left

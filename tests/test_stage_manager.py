@@ -25,11 +25,12 @@ def manager(num_pots=4, **changes):
     return StageManager(num_pots, **{**SETTINGS, **changes})
 
 
-def feed(m, losses, usage=None, misfit=None, normality=None):
+def feed(m, losses, usage=None, misfit=None, normality=None, agreement=None):
     """Feed losses until a non-continue decision; return it and how many were used."""
     for i, loss in enumerate(losses, 1):
         open_usage = usage or {k: 1 / len(m.open) for k in m.open}
-        d = m.observe(loss, open_usage, misfit or {k: float(k) for k in m.open}, normality)
+        misfit_now = misfit or {k: float(k) for k in m.open}
+        d = m.observe(loss, open_usage, misfit_now, normality, agreement)
         if d.action != "continue":
             return d, i
     return None, len(losses)
@@ -104,6 +105,27 @@ def test_a_split_that_empties_the_parent_is_a_fade_too():
     d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.0, 1: 0.5, 2: 0.5})  # all moved
     assert m.log[1]["action"] == "reject" and "parent 0 faded to 0.000" in m.log[1]["reason"]
     assert (d.action, d.parent, d.restore) == ("unlock", 1, True)
+
+
+@pytest.mark.parametrize("agreement, kept", [(0.49, False), (0.5, True), (None, True)])
+def test_a_split_that_drifted_from_the_kick_is_undone(agreement, kept):
+    m = manager(start_pots=2, heldout_stop=False, min_agreement=0.5)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    # both sides hold data, so only the agreement can reject the split
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.3, 1: 0.4, 2: 0.3}, agreement=agreement)
+    assert m.log[1]["action"] == ("accept" if kept else "reject")
+    if not kept:
+        assert "drifted" in m.log[1]["reason"] and "0.490 < min_agreement 0.5" in m.log[1]["reason"]
+        assert (d.action, d.parent, d.restore) == ("unlock", 1, True) and m.tried == [0]
+    if agreement is not None:
+        assert m.log[1]["numbers"]["agreement"] == agreement
+
+
+def test_the_agreement_test_is_off_at_zero():
+    m = manager(start_pots=2, heldout_stop=False, min_agreement=0.0)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.3, 1: 0.4, 2: 0.3}, agreement=0.0)
+    assert m.log[1]["action"] == "accept"
 
 
 def test_a_pot_that_lost_its_data_to_later_splits_is_pruned():

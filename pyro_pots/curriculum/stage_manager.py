@@ -52,7 +52,12 @@ class StageManager:
       relative ``rel_tol`` for ``patience`` epochs.
     - **Judging a split** (at the end of a stage that began with an unlock): the new pot
       and its parent must each hold at least ``min_usage`` of the data once the kick is
-      over and the routing is the model's own. A split that faded is rejected: the trainer restores
+      over and the routing is the model's own, and, when ``min_agreement > 0``, the split
+      must have stayed where the kick put it: the adjusted Rand index between the kick's
+      two-way targets and the parent's rows' pots at the stage end is at least
+      ``min_agreement`` (a split across a real gap keeps its boundary; a cut through one
+      mode drifts until a sliver is left, or fades). A split that faded or drifted is
+      rejected: the trainer restores
       :attr:`snapshot` (its state before the unlock), the pot is closed again, the parent
       is marked as tried, and the next candidate is split at once; after ``max_fades``
       fades in a row the curriculum stops. With ``heldout_stop``,
@@ -81,6 +86,8 @@ class StageManager:
         this; 0 switches the test off.
     :param bool heldout_stop: stop at the first split that does not gain ``min_gain``.
     :param int max_fades: splits in a row that may fade before the curriculum stops.
+    :param float min_agreement: the least agreement (adjusted Rand index) between a split's
+        kick targets and where its rows are at the stage end; 0 switches the test off.
     """
 
     def __init__(
@@ -98,6 +105,7 @@ class StageManager:
         heldout_stop: bool = False,
         min_gain: float = 0.0,
         max_fades: int = 3,
+        min_agreement: float = 0.0,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
             raise ValueError(f"start_pots must be in 1..{num_pots}, got {start_pots}")
@@ -117,6 +125,7 @@ class StageManager:
         self.heldout_stop = heldout_stop
         self.min_gain = min_gain
         self.max_fades = max_fades
+        self.min_agreement = min_agreement
         # -- state (all of it in state_dict) --
         self.open: List[int] = list(range(start_pots))
         self.stage = 0
@@ -141,10 +150,12 @@ class StageManager:
         usage: Dict[int, float],
         misfit: Dict[int, float],
         normality: Optional[Dict[int, float]] = None,
+        agreement: Optional[float] = None,
     ) -> Decision:
-        """Take one epoch's numbers and return what to do next. ``normality`` is only
-        read at the end of a stage, so it may be None on other epochs
-        (:attr:`needs_normality` says when it is needed)."""
+        """Take one epoch's numbers and return what to do next. ``normality`` and
+        ``agreement`` (of the pending split, see the class docstring) are only read at the
+        end of a stage, so they may be None on other epochs (the trainer computes them when
+        :meth:`would_end_stage` says so)."""
         if self.stopped:
             raise RuntimeError("the curriculum has stopped; observe() takes no more epochs")
         if not math.isfinite(loss):
@@ -156,7 +167,7 @@ class StageManager:
         self._track(loss)
         if not self._plateau():
             return self._decide("continue")
-        return self._end_stage(usage, misfit, normality or {})
+        return self._end_stage(usage, misfit, normality or {}, agreement)
 
     def would_end_stage(self, loss: float) -> bool:
         """Whether observing ``loss`` now would end the stage (so the trainer computes the
@@ -193,10 +204,10 @@ class StageManager:
     def _plateau(self) -> bool:
         return self.stage_epochs >= self.min_stage_epochs and self.since_best >= self.patience
 
-    def _end_stage(self, usage, misfit, normality) -> Decision:
+    def _end_stage(self, usage, misfit, normality, agreement) -> Decision:
         numbers = {"stage_best": self.stage_best, "stage_epochs": self.stage_epochs}
         if self.pending is not None:
-            verdict = self._judge(usage, numbers)
+            verdict = self._judge(usage, agreement, numbers)
             if verdict is not None:
                 return verdict  # undone: the restored state is the one before the split
         self._prune(usage)
@@ -214,7 +225,7 @@ class StageManager:
                 numbers = {"usage": usage.get(pot, 0.0), "min_usage": self.min_usage}
                 self._decide("prune", pot=pot, numbers=numbers, reason="the pot lost its data")
 
-    def _judge(self, usage, numbers) -> Optional[Decision]:
+    def _judge(self, usage, agreement, numbers) -> Optional[Decision]:
         """Accept the pending split (returns None), or reject it: retry with another parent
         after a fade, stop when the held-out rule fires."""
         new, parent = self.pending["pot"], self.pending["parent"]
@@ -223,12 +234,21 @@ class StageManager:
         gain = previous - self.stage_best
         numbers.update(usage=share, parent_usage=kept, min_usage=self.min_usage)
         numbers.update(previous_best=previous, gain=gain)
+        if agreement is not None:
+            numbers.update(agreement=agreement, min_agreement=self.min_agreement)
+        why = None
         if min(share, kept) < self.min_usage:
             # either side emptied: the data did not take the split (a parent that lost all
             # its rows to the new pot is a relabelling, not a split)
             faded, left = (new, share) if share <= kept else (parent, kept)
             role = "new pot" if faded == new else "parent"
             why = f"{role} {faded} faded to {left:.3f} of the data (< min_usage {self.min_usage})"
+        elif self.min_agreement > 0 and agreement is not None and agreement < self.min_agreement:
+            why = (
+                f"the split drifted from where the kick put it (agreement {agreement:.3f} "
+                f"< min_agreement {self.min_agreement})"
+            )
+        if why is not None:
             if len(self.tried) + 1 >= self.max_fades:
                 why += f"; {self.max_fades} splits in a row faded"
                 return self._reject(why, numbers, stop=True)

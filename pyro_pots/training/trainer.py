@@ -21,6 +21,7 @@ import pyro
 import torch
 from pyro.infer import JitTrace_ELBO, Trace_ELBO
 from pyro.util import get_rng_state, set_rng_state
+from sklearn.metrics import adjusted_rand_score
 from torch.nn.functional import cross_entropy
 
 from pyro_pots import handlers
@@ -70,6 +71,7 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         heldout_stop=c.heldout_stop,
         min_gain=c.min_gain,
         max_fades=c.max_fades,
+        min_agreement=c.min_agreement,
     )
 
 
@@ -275,17 +277,30 @@ class CurriculumTrainer:
         return {"misfit": dict(zip(train.pots.tolist(), misfit.tolist())), "scores": train}
 
     def _stage_end_scores(self):
-        """Misfit and normality for the stage manager, computed on rank 0 and sent to every
-        rank (so that every rank takes the same decision); the training rows' scores,
-        which only rank 0 needs to split, stay on rank 0 (None elsewhere)."""
+        """Misfit, normality and the pending split's agreement for the stage manager,
+        computed on rank 0 and sent to every rank (so that every rank takes the same
+        decision); the training rows' scores, which only rank 0 needs to split, stay on
+        rank 0 (None elsewhere)."""
         kept: Dict[str, Any] = {}
 
         def compute():
             kept.update(self.train_scores())
-            return kept["misfit"], self.normality(kept["scores"])
+            scores = kept["scores"]
+            return kept["misfit"], self.normality(scores), self.split_agreement(scores)
 
-        misfit, normality = distributed.from_main(compute)
-        return misfit, normality, kept.get("scores")
+        misfit, normality, agreement = distributed.from_main(compute)
+        return misfit, normality, agreement, kept.get("scores")
+
+    def split_agreement(self, scores: PotScores) -> Optional[float]:
+        """How well the pending split kept the kick's partition: the adjusted Rand index
+        between the kick targets of the parent's rows and their pots now (None when no
+        split is pending). A split across a real gap keeps its boundary once the routing
+        is the model's own; a cut through one mode drifts."""
+        has = self.kick_targets >= 0
+        if self.manager.pending is None or not has.any():
+            return None
+        pots_now = scores.pots.cpu()[scores.resp.argmax(-1).cpu()]
+        return float(adjusted_rand_score(self.kick_targets[has].numpy(), pots_now[has].numpy()))
 
     def normality(self, scores: PotScores) -> Dict[int, float]:
         """Each open pot's normality statistic: the larger of the split test on its latent
@@ -360,10 +375,11 @@ class CurriculumTrainer:
             step = self.train_epoch()
             ev = self.evaluate(full=False)
             normality = None
+            agreement = None
             if self.manager.would_end_stage(ev["heldout_loss"]):
-                ev["misfit"], normality, ev["scores"] = self._stage_end_scores()
+                ev["misfit"], normality, agreement, ev["scores"] = self._stage_end_scores()
             decision = self.manager.observe(
-                ev["heldout_loss"], ev["usage"], ev["misfit"], normality
+                ev["heldout_loss"], ev["usage"], ev["misfit"], normality, agreement
             )
             self.act(decision, ev["scores"])
             if step["bad_steps"] == 0:  # after act(): a rollback never undoes a decision

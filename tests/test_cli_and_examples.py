@@ -196,3 +196,16 @@ def test_a_jit_compiled_fit_runs_and_matches_the_run_directory_layout(tmp_path):
     assert fit(out, "--set", "train.max_epochs=6", "--set", "train.jit=true") == 0
     history = list(csv.DictReader(open(out / "history.csv")))
     assert len(history) == 6 and all(np.isfinite(float(r["train_loss"])) for r in history)
+
+
+def test_a_run_that_fails_while_writing_outputs_has_no_summary(tmp_path, monkeypatch):
+    from pyro_pots import plots
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots, "write_run_plots", broken)
+    with pytest.raises(OSError):
+        fit(tmp_path / "run", "--set", "train.max_epochs=3")
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "summary.json").exists()

@@ -227,7 +227,8 @@ def write_outputs(
     pots, resp = responsibilities
     run_dir.write_history(trainer.history, vae.num_pots, out / run_dir.HISTORY)
     run_dir.write_json(trainer.manager.log, out / run_dir.STAGES)
-    run_dir.write_json(summary, out / run_dir.SUMMARY)
     run_dir.write_assignments(resp, pots, data.labels, out / run_dir.ASSIGNMENTS)
     if with_plots:
         plots.write_run_plots(trainer.history, trainer.manager.log, resp, vae, data, out / "plots")
+    # last: a run directory with a summary is a finished run
+    run_dir.write_json(summary, out / run_dir.SUMMARY)

@@ -2,7 +2,8 @@
 The ``pyro-pots`` command line.
 
 - ``pyro-pots fit [--config FILE] [--data SPEC] [--out DIR] [--set section.key=value ...]
-  [--overwrite] [--resume]``: grow a model by the curriculum and write a run directory.
+  [--overwrite] [--resume] [--resume-from DIR]``: grow a model by the curriculum and write a
+  run directory (``--resume-from``: grow a fitted run on new data into a new directory).
   With no arguments it fits the bundled digits data with the defaults.
 - ``pyro-pots evaluate --run DIR [--data SPEC] [--output FILE.csv [--samples S]]``: the
   summary numbers of a run's model on its data or on other data with the same number of
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     fit.add_argument("--resume", action="store_true", help="continue the run in --out")
+    fit.add_argument(
+        "--resume-from",
+        metavar="DIR",
+        help="grow the fitted run in DIR on --data into a new run --out (its pots stay; "
+        "its config is the base of this one's)",
+    )
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="score a run's model on data")
@@ -140,8 +147,21 @@ def fit_command(args: argparse.Namespace) -> Dict[str, Any]:
         overrides.append("output.overwrite=true")
     if args.resume and args.overwrite:
         raise PotsInputError("--resume continues a run; it cannot be combined with --overwrite")
-    cfg = load_config(args.config, overrides)
-    result = fit(cfg, resume=args.resume, progress=not args.quiet)
+    base = args.config
+    if args.resume_from is not None:
+        if args.resume or args.config:
+            raise PotsInputError(
+                "--resume-from takes its config from the run; drop --resume/--config"
+            )
+        if args.out is None:
+            raise PotsInputError("--resume-from needs --out, a new run directory to grow into")
+        base = Path(args.resume_from) / run_dir.CONFIG
+        if not base.is_file():
+            raise PotsInputError(
+                f"'{args.resume_from}' is not a run directory (no {run_dir.CONFIG})"
+            )
+    cfg = load_config(base, overrides)
+    result = fit(cfg, resume=args.resume, progress=not args.quiet, grow_from=args.resume_from)
     if launched_rank() == 0:
         print(f"run written to {result.out}", file=sys.stderr)
     return result.summary

@@ -20,7 +20,7 @@ class Decision:
 
     ``action`` is ``continue`` (train on), ``unlock`` (open ``pot`` split from ``parent``
     and kick it), ``accept`` and ``prune`` (logged only: the split held; a pot that lost
-    its data to later splits was closed), ``reject`` (the split of
+    its data to later splits was closed; ``grow``: new data arrived), ``reject`` (the split of
     ``pot`` is undone; the manager has stopped) or ``stop``. When ``restore`` is true the
     trainer first restores :attr:`StageManager.snapshot`, its state before the last unlock
     (a rejected split, logged as its own ``reject`` entry, may be followed at once by the
@@ -188,6 +188,18 @@ class StageManager:
             why = f"{reason} before the split of pot {self.pending['pot']} was judged"
             return self._reject(why, {}, stop=True)
         return self._finish(reason, {})
+
+    def grow(self, numbers: Dict[str, Any]) -> Decision:
+        """Go on after a stop, on new data (``fit --resume-from``): the open pots stay, and a
+        new stage starts with fresh plateau tracking (losses on other data are not
+        comparable with the old ones). Logged as ``grow`` with ``numbers`` (where the new
+        data went)."""
+        self.stopped, self.stop_reason = False, ""
+        self.pending, self.snapshot, self.tried, self.kick_remaining = None, None, [], 0
+        self.stage += 1
+        self.stage_epochs, self.smoothed, self.stage_best, self.since_best = 0, None, math.inf, 0
+        reason = "new data: the open pots stay and the curriculum may open more"
+        return self._decide("grow", numbers=numbers, reason=reason)
 
     # -- internals -------------------------------------------------------------------
     def _track(self, loss: float) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -60,7 +60,12 @@ class FitResult:
     out: Path
 
 
-def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = True) -> FitResult:
+def fit(
+    cfg: Optional[Config] = None,
+    resume: bool = False,
+    progress: bool = True,
+    grow_from: Optional[Path] = None,
+) -> FitResult:
     """
     Fit a :class:`PotsVAE` by the curriculum and write the run directory ``cfg.output.dir``.
 
@@ -69,6 +74,11 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
         the same stage state, RNG and optimizer; the run's saved config is used, with the
         epoch budget (``train.max_epochs``) taken from ``cfg``.
     :param bool progress: show a tqdm bar (stage, open pots, held-out loss).
+    :param grow_from: a fitted run directory to grow from, on ``cfg``'s data: its pots
+        stay, the curriculum goes on and may open more, and the new run (in
+        ``cfg.output.dir``, another directory) starts with a ``grow`` decision that records
+        each pot's share of the new rows. ``cfg.model`` must be the run's; ``train.max_epochs``
+        counts the new epochs. The fitted run is not changed.
     :raises PotsInputError: bad data, an existing run directory without ``overwrite``, or
         a missing or unreadable checkpoint.
     :raises FitInterrupted: on SIGINT, once the epoch is finished and its checkpoint saved
@@ -82,23 +92,30 @@ def fit(cfg: Optional[Config] = None, resume: bool = False, progress: bool = Tru
         raise PotsInputError("train.jit cannot be used under torchrun; set train.jit=false")
     joined = distributed.init_from_env(resolve_device(cfg.train.device))
     try:
-        return _fit(cfg, resume, progress and distributed.is_main())
+        return _fit(cfg, resume, progress and distributed.is_main(), grow_from)
     finally:
         if joined:
             torch.distributed.destroy_process_group()
 
 
-def _fit(cfg: Config, resume: bool, progress: bool) -> FitResult:
+def _fit(cfg: Config, resume: bool, progress: bool, grow_from: Optional[Path]) -> FitResult:
     main = distributed.is_main()
     out = Path(cfg.output.dir)
-    checkpoint = None
+    checkpoint = grown = None
     if resume:
         checkpoint = run_dir.load_checkpoint(out)
         saved = load_config(out / run_dir.CONFIG, [f"train.max_epochs={cfg.train.max_epochs}"])
         cfg = saved
+    if grow_from is not None:
+        grown, cfg = _grown_run(Path(grow_from), cfg)
     torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data.spec, cfg.model.likelihood)
     train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
+    if grown is not None and grown["data_dim"] != data.n_features:
+        raise PotsInputError(
+            f"the run in '{grow_from}' takes {grown['data_dim']} features, "
+            f"the data has {data.n_features}"
+        )
     if not resume:  # rank 0 writes; its error, if any, is raised on every rank
 
         def prepare() -> None:
@@ -114,6 +131,8 @@ def _fit(cfg: Config, resume: bool, progress: bool) -> FitResult:
                 f"the data has {data.n_features}"
             )
         trainer.load_state_dict(checkpoint["trainer"])
+    if grown is not None:
+        trainer.grow_from(grown["trainer"])
 
     start = time.perf_counter() - (checkpoint["time_s"] if checkpoint else 0.0)
 
@@ -166,6 +185,22 @@ def _fit(cfg: Config, resume: bool, progress: bool) -> FitResult:
     if main:
         write_outputs(trainer, data, summary, (pots, resp), out, cfg.output.plots)
     return FitResult(trainer.vae, trainer, summary, out)
+
+
+def _grown_run(run: Path, cfg: Config) -> Tuple[Dict[str, Any], Config]:
+    """The checkpoint to grow from, and ``cfg`` with the epoch budget made a total."""
+    if Path(cfg.output.dir).resolve() == run.resolve():
+        raise PotsInputError(
+            f"--resume-from '{run}' and --out are the same directory; grow into another "
+            "one (the fitted run is never changed)"
+        )
+    if not run.is_dir():
+        raise PotsInputError(f"run directory '{run}' does not exist")
+    state = run_dir.load_checkpoint(run)
+    if load_config(run / run_dir.CONFIG).model != cfg.model:
+        raise PotsInputError(f"the config's model section differs from the run's in '{run}'")
+    total = state["trainer"]["epoch"] + cfg.train.max_epochs
+    return state, replace(cfg, train=replace(cfg.train, max_epochs=total))
 
 
 @torch.no_grad()

@@ -415,6 +415,19 @@ class CurriculumTrainer:
             decision = self.manager.stop("the epoch budget (train.max_epochs) is spent")
             self.act(decision, None)
 
+    # -- growing on new data -----------------------------------------------------------
+    def grow_from(self, state: Dict[str, Any]) -> Decision:
+        """Start from a fitted run's trainer ``state`` on this trainer's (new) data: the
+        model, optimizer, open pots and history carry over, the curriculum starts a new
+        stage, and the ``grow`` decision records each open pot's share of the new rows."""
+        # the old rows' kick targets mean nothing on the new rows
+        self.load_state_dict({**state, "kick_targets": torch.full_like(self.kick_targets, -1)})
+        self.kick_pot = None
+        usage = self.evaluate(full=False)["usage"]
+        decision = self.manager.grow({"usage": usage, "rows": len(self.train_x)})
+        self._clean = self.snapshot()
+        return decision
+
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         return {

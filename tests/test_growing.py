@@ -53,3 +53,16 @@ def test_growing_refuses_bad_input_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "y" / "summary.json").exists()
+
+
+def test_growth_starts_from_the_final_model_not_a_split_the_budget_cut(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    # a budget that ends during the kick: the run's final model undoes that split
+    assert main(["fit", "--out", str(old), *TINY, "--set", "train.max_epochs=4"]) == 0
+    old_log = json.loads((old / "stages.json").read_text())
+    assert old_log[-1]["restore"] and "budget" in old_log[-1]["reason"]
+    final = set(json.loads((old / "summary.json").read_text())["active"])
+    argv = ["fit", "--resume-from", str(old), "--out", str(new), "--data", NEW, "--quiet"]
+    assert main([*argv, "--set", "train.max_epochs=1"]) == 0
+    grow = next(e for e in json.loads((new / "stages.json").read_text()) if e["action"] == "grow")
+    assert {int(k) for k in grow["numbers"]["usage"]} == final

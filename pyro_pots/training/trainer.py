@@ -422,6 +422,7 @@ class CurriculumTrainer:
         stage, and the ``grow`` decision records each open pot's share of the new rows."""
         # the old rows' kick targets mean nothing on the new rows
         self.load_state_dict({**state, "kick_targets": torch.full_like(self.kick_targets, -1)})
+        self.finish()  # the fitted model, as its run wrote it: a split not judged is undone
         self.kick_pot = None
         usage = self.evaluate(full=False)["usage"]
         decision = self.manager.grow({"usage": usage, "rows": len(self.train_x)})

@@ -73,11 +73,14 @@ def main() -> None:
                 summary["time_s"],
             )
         )
-    opened = sorted(set(grown["active"]) - set(first["active"]))
+    # from the decision log: pot ids are reused, so set differences undercount
+    log = json.loads((out / "grown_0-9" / "stages.json").read_text())
+    after = log[[e["action"] for e in log].index("grow") :]
+    opened = [e["pot"] for e in after if e["action"] == "accept"]
+    closed = [e["pot"] for e in after if e["action"] == "prune"]
     print(f"first run on 0-4: {first['n_active']} pots, ARI {ari_old_before:.3f}")
     print(
-        f"growth opened {len(opened)} pots ({opened}); closed "
-        f"{sorted(set(first['active']) - set(grown['active']))}"
+        f"growth: {len(opened)} splits accepted (new pots {opened}), {len(closed)} pruned {closed}"
     )
     print("| run | pots | ARI on 0-9 | ARI on the rows of 0-4 | forgetting | time s |")
     print("| --- | --- | --- | --- | --- | --- |")

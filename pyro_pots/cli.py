@@ -46,6 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pyro-pots`` argument parser, one subcommand each (see the module docstring)."""
     parser = _Parser(
         prog="pyro-pots", description="Discover the modes of a dataset with a mixture VAE."
     )
@@ -136,6 +137,7 @@ def _seed(text: str) -> int:
 
 
 def fit_command(args: argparse.Namespace) -> Dict[str, Any]:
+    """``pyro-pots fit``: the run's summary."""
     from pyro_pots.training.fitting import fit  # imports torch-heavy modules only when fitting
 
     overrides = list(args.set)
@@ -196,6 +198,7 @@ def load_run(run: Path):
 
 
 def evaluate_command(args: argparse.Namespace) -> Dict[str, Any]:
+    """``pyro-pots evaluate``: the summary numbers of a run's model on data."""
     from pyro_pots.training.fitting import summarize
 
     cfg, trainer = load_run(Path(args.run))
@@ -245,6 +248,7 @@ def _write_row_scores(cfg, trainer, data, samples: Optional[int], out: Path) -> 
 
 
 def label_command(args: argparse.Namespace) -> Dict[str, Any]:
+    """``pyro-pots label``: the pot-to-class map and its votes."""
     from pyro_pots import labels
 
     cfg, trainer = load_run(Path(args.run))
@@ -269,6 +273,7 @@ def label_command(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
+    """``pyro-pots sample``: decoded draws of one pot or of the mixture, to an ``.npz``."""
     run = Path(args.run)
     cfg, trainer = load_run(run)
     vae = trainer.vae
@@ -304,6 +309,7 @@ def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def ppc_command(args: argparse.Namespace) -> Dict[str, Any]:
+    """``pyro-pots ppc``: a posterior predictive check of a run."""
     from pyro_pots.ppc import PPC_JSON, check_run
 
     report = check_run(args.run, num_samples=args.num_samples, seed=args.seed, data=args.data)
@@ -325,6 +331,8 @@ COMMANDS = {
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one subcommand; print its result as JSON. Exit code 0, 2 on bad input, 130 on
+    Ctrl-C during a fit."""
     args = build_parser().parse_args(argv)
     try:
         result = COMMANDS[args.command](args)

@@ -74,6 +74,8 @@ def save_checkpoint(state: Dict[str, Any], out: Path) -> None:
 
 
 def load_checkpoint(run: Path) -> Dict[str, Any]:
+    """A run's checkpoint, read with ``weights_only=True`` (it cannot run code); any
+    unreadable file is a one-line :class:`PotsInputError`."""
     path = run / CHECKPOINT
     if not path.is_file():
         raise PotsInputError(f"no checkpoint in '{run}' (expected {path})")
@@ -89,6 +91,7 @@ def load_checkpoint(run: Path) -> Dict[str, Any]:
 
 
 def write_history(rows: List[Dict[str, Any]], num_pots: int, path: Path) -> None:
+    """``history.csv``: one line per epoch, with a ``usage_k`` column per pot."""
     columns = ["epoch", "stage", "n_open", "open", "train_loss", "heldout_loss", "lam"]
     columns += ["temperature", "kicking", "mean_max_resp", "action", "bad_steps", "rolled_back"]
     columns += ["lr"]

@@ -366,6 +366,7 @@ class StageManager:
         return {name: _copy(getattr(self, name)) for name in self._STATE}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output exactly."""
         missing = [name for name in self._STATE if name not in state]
         if missing:
             raise ValueError(f"stage-manager state lacks {missing}")

@@ -27,6 +27,7 @@ class CategoricalKLPotential(TorchDistribution):
         super().__init__(active.shape[:-1], active.shape[-1:], validate_args=validate_args)
 
     def mask_pots(self, active: torch.Tensor) -> "CategoricalKLPotential":
+        """The same potential over the pots open in both masks."""
         return CategoricalKLPotential(self.active & active, self._validate_args)
 
     def expand(self, batch_shape, _instance=None) -> "CategoricalKLPotential":

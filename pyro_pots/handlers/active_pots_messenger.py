@@ -1,3 +1,5 @@
+"""The ``active_pots`` handler: masks closed pots out of every site in the ``channels`` plate."""
+
 import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import Message

@@ -1,3 +1,5 @@
+"""The ``kick`` handler: routing temperature, bias and lambda while a new pot is explored."""
+
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import Message
 

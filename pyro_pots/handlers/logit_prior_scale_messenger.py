@@ -1,3 +1,5 @@
+"""The ``logit_prior_scale`` handler: lambda, the weight of the logit prior's term."""
+
 from typing import Union
 
 import torch

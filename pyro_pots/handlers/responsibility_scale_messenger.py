@@ -1,3 +1,5 @@
+"""The ``responsibility_scale`` handler: each pot's latent term weighted by its responsibility."""
+
 from typing import Optional
 
 import torch

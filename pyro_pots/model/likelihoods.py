@@ -33,6 +33,7 @@ class Likelihood(PyroModule):
             self.scale = PyroParam(torch.full((data_dim,), init_scale), constraints.positive)
 
     def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
+        """The distribution of x given the mixed decoder output ``out``."""
         if self.kind == "bernoulli":
             # validate_args=False: the cross-entropy form accepts fractional data.
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)

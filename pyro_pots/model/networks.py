@@ -64,6 +64,7 @@ class Encoder(PyroModule):
         self.latent_heads = GroupedLinear(num_pots, hidden_dim, 2 * latent_dim)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared trunk's features of ``x``, read by every head."""
         return softplus(self.trunk(x))
 
     def logits_params(self, h: torch.Tensor) -> torch.Tensor:

@@ -25,10 +25,12 @@ T = TypeVar("T")
 
 
 def world_size() -> int:
+    """Processes in the group (1 when not distributed)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def rank() -> int:
+    """This process's rank in the group (0 when not distributed)."""
     return dist.get_rank() if world_size() > 1 else 0
 
 
@@ -38,6 +40,7 @@ def is_main() -> bool:
 
 
 def launched_by_torchrun() -> bool:
+    """Whether torchrun started this process as one of several (``WORLD_SIZE`` > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 

@@ -258,6 +258,7 @@ def write_outputs(
     out: Path,
     with_plots: bool,
 ) -> None:
+    """The run directory's files; ``summary.json`` last (a summary means a finished run)."""
     vae = trainer.vae
     pots, resp = responsibilities
     run_dir.write_history(trainer.history, vae.num_pots, out / run_dir.HISTORY)

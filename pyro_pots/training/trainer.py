@@ -125,6 +125,8 @@ class CurriculumTrainer:
 
     # -- one epoch -----------------------------------------------------------------
     def train_epoch(self) -> Dict[str, Any]:
+        """One pass over the training rows (this rank's shard under torchrun): SVI steps
+        under the handlers, plus the kick's cross-entropy while it lasts."""
         cfg, c = self.cfg, self.cfg.curriculum
         lam = lambda_schedule(self.epoch, cfg.prior.lam_warmup_epochs, cfg.prior.lam_max)
         kicking = self.manager.kick_remaining > 0
@@ -202,9 +204,11 @@ class CurriculumTrainer:
         self.rollbacks += 1
 
     def learning_rate(self) -> float:
+        """The optimizer's current learning rate."""
         return self.optimizer.param_groups[0]["lr"]
 
     def set_learning_rate(self, lr: float) -> None:
+        """Set every parameter group's learning rate."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
@@ -353,6 +357,7 @@ class CurriculumTrainer:
         self.kick_pot = new
 
     def snapshot(self) -> Dict[str, Any]:
+        """A copy of the model and optimizer state (see :meth:`restore`)."""
         return {
             "vae": copy.deepcopy(self.vae.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
@@ -431,6 +436,8 @@ class CurriculumTrainer:
 
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """Everything a checkpoint needs to resume exactly: model, optimizer, stage manager,
+        history, kick targets, batch order and RNG states."""
         return {
             "epoch": self.epoch,
             "vae": self.vae.state_dict(),
@@ -445,6 +452,7 @@ class CurriculumTrainer:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
         self.epoch = state["epoch"]
         self.manager.load_state_dict(state["manager"])
         self.vae.open_pots(self.manager.open)

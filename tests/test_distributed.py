@@ -22,13 +22,9 @@ ARGS = [
     *("--set", "model.num_pots=3"),
     *("--set", "model.hidden_dim=64"),
     *("--set", "model.decoder_hidden_dim=64"),
-    *("--set", "curriculum.min_stage_epochs=4"),
-    *("--set", "curriculum.patience=2"),
-    *("--set", "curriculum.rel_tol=0.01"),
-    *("--set", "curriculum.kick_steps=60"),
-    *("--set", "prior.lam_warmup_epochs=3"),
+    *("--set", "curriculum.kick_steps=200"),
     *("--set", "train.threads=1"),
-    *("--set", "train.max_epochs=50"),
+    *("--set", "train.max_epochs=200"),
     *("--set", "output.plots=false"),
 ]
 

@@ -88,6 +88,9 @@ _REJECT = object()
 
 #: the largest seed every generator takes (numpy's legacy seeding, via pyro.set_rng_seed).
 _MAX_SEED = 2**32 - 1
+#: bounds of scales (prior M and sigma, temperatures, lambda) that float32 arithmetic can
+#: carry: past them the logit prior's normaliser or the routing softmax over- or underflows.
+_MIN_SCALE, _MAX_SCALE = 1e-3, 1e3
 
 
 @dataclass(frozen=True)
@@ -303,17 +306,19 @@ class PriorConfig(_Section):
         "``none`` (flat), ``categorical_kl`` (KL of the responsibilities to uniform)",
     )
     M: float = _key(
-        _number(0, low_open=True),
+        _number(0, _MAX_SCALE, low_open=True),
         _sig(LogitMoGPrior.__init__, "M"),
         "logit_mog: distance of each component from the origin",
     )
     sigma: float = _key(
-        _number(0, low_open=True),
+        _number(_MIN_SCALE, _MAX_SCALE),
         _sig(LogitMoGPrior.__init__, "sigma"),
         "logit_mog: per-coordinate standard deviation; peakiness grows with M / sigma",
     )
     lam_max: float = _key(
-        _number(0), _sig(lambda_schedule, "lam_max"), "weight lambda of the prior after warm-up"
+        _number(0, _MAX_SCALE),
+        _sig(lambda_schedule, "lam_max"),
+        "weight lambda of the prior after warm-up",
     )
     lam_warmup_epochs: int = _key(
         _integer(0), 10, "epochs over which lambda rises linearly from 0 to lam_max"
@@ -338,7 +343,7 @@ class RoutingConfig(_Section):
         "(one-hot forward, relaxed gradient)",
     )
     temperature: float = _key(
-        _number(0, low_open=True),
+        _number(_MIN_SCALE, _MAX_SCALE),
         _sig(PotsVAE.__init__, "temperature"),
         "routing temperature; lower is closer to one-hot",
     )
@@ -397,7 +402,7 @@ class CurriculumConfig(_Section):
         "SVI steps of the kick after a pot opens, rounded up to whole epochs (0: none)",
     )
     kick_temperature: float = _key(
-        _number(0, low_open=True),
+        _number(_MIN_SCALE, _MAX_SCALE),
         _sig(KickMessenger.__init__, "temperature"),
         "routing temperature during the kick",
     )
@@ -439,12 +444,12 @@ class TrainConfig(_Section):
 
     max_epochs: int = _key(_integer(1), 800, "most epochs, all stages together")
     batch_size: int = _key(_integer(1), _sig(fit_svi, "batch_size"), "rows per SVI step")
-    lr: float = _key(_number(0, low_open=True), _sig(fit_svi, "lr"), "Adam learning rate")
+    lr: float = _key(_number(0, 1, low_open=True), _sig(fit_svi, "lr"), "Adam learning rate")
     seed: int = _key(
         _integer(0, _MAX_SEED), _sig(fit_svi, "seed"), "seed of initialisation and batches"
     )
     device: str = _key(_device(), "auto", "``auto`` picks cuda when it is available")
-    threads: int = _key(_integer(1), 2, "torch CPU threads")
+    threads: int = _key(_integer(1, 1024), 2, "torch CPU threads")
     jit: bool = _key(_flag(), False, "compile the ELBO with JitTrace_ELBO")
     bad_step_patience: int = _key(
         _integer(1),

@@ -240,6 +240,23 @@ def test_trace_elbo_equals_pytorch_twin(routing, likelihood, lam, float64):
             torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("routing", ROUTING_MODES)
+def test_batched_twin_equals_the_looped_twin(routing, float64):
+    vae = make_vae(routing=routing).double()
+    x = torch.rand(24, D, dtype=torch.float64)
+    active = pots_mask(K, [0, 2, 3])
+    pyro.set_rng_seed(5)
+    looped = twin_loss(vae, x, active, lam=0.7)
+    pyro.set_rng_seed(5)
+    batched = twin_loss(vae, x, active, lam=0.7, batched=True)
+    assert batched.item() == pytest.approx(looped.item(), rel=1e-12)
+    g_loop = torch.autograd.grad(looped, list(vae.parameters()), allow_unused=True)
+    g_batch = torch.autograd.grad(batched, list(vae.parameters()), allow_unused=True)
+    for a, b in zip(g_loop, g_batch):
+        if a is not None and b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_trace_elbo_equals_pytorch_twin_float32():
     vae = make_vae()
     x = torch.rand(64, D)

@@ -29,8 +29,14 @@ def _log_p_mix(y, M, sigma, active):
     return torch.logsumexp(log_comp, -1) - math.log(int(active.sum()))
 
 
-def twin_loss(vae, x: torch.Tensor, active: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
-    """Negative ELBO of ``vae`` on ``x`` with open pots ``active``, summed over rows."""
+def twin_loss(
+    vae, x: torch.Tensor, active: torch.Tensor, lam: float = 1.0, batched: bool = False
+) -> torch.Tensor:
+    """Negative ELBO of ``vae`` on ``x`` with open pots ``active``, summed over rows.
+
+    With ``batched`` the open pots' heads and decoders are one batched matmul each (the
+    speed reference of ``benchmarks/speed.py``); without it, a Python loop over the pots
+    (the plainest reading of the math). Both give the same loss."""
     p = dict(vae.named_parameters())
     K, d = vae.num_pots, vae.latent_dim
     idx = active.nonzero().squeeze(-1)
@@ -54,7 +60,10 @@ def twin_loss(vae, x: torch.Tensor, active: torch.Tensor, lam: float = 1.0) -> t
 
     # Per-pot latents for the open pots; z is drawn for all K as the guide does.
     W, b = p["encoder.latent_heads.weight"], p["encoder.latent_heads.bias"]
-    heads = torch.stack([h @ W[k] + b[k] for k in idx.tolist()])  # (|A|, N, 2d)
+    if batched:
+        heads = torch.baddbmm(b[idx].unsqueeze(1), h.expand(len(idx), -1, -1), W[idx])
+    else:
+        heads = torch.stack([h @ W[k] + b[k] for k in idx.tolist()])  # (|A|, N, 2d)
     loc, scale = heads[..., :d], softplus(heads[..., d:]) + MIN_SCALE
     eps = torch.empty((K, N, d), dtype=y.dtype).normal_()
     z = loc + scale * eps[idx]
@@ -62,10 +71,15 @@ def twin_loss(vae, x: torch.Tensor, active: torch.Tensor, lam: float = 1.0) -> t
     # Decoders of the open pots, mixed by the routing weights.
     W1, b1 = p["decoders.hidden_layer.weight"], p["decoders.hidden_layer.bias"]
     W2, b2 = p["decoders.output_layer.weight"], p["decoders.output_layer.bias"]
-    out = sum(
-        w[:, k, None] * (softplus(z[j] @ W1[k] + b1[k]) @ W2[k] + b2[k])
-        for j, k in enumerate(idx.tolist())
-    )
+    if batched:
+        hidden = softplus(torch.baddbmm(b1[idx].unsqueeze(1), z, W1[idx]))
+        per_pot = torch.baddbmm(b2[idx].unsqueeze(1), hidden, W2[idx])  # (|A|, N, D)
+        out = (w.T[idx].unsqueeze(-1) * per_pot).sum(0)
+    else:
+        out = sum(
+            w[:, k, None] * (softplus(z[j] @ W1[k] + b1[k]) @ W2[k] + b2[k])
+            for j, k in enumerate(idx.tolist())
+        )
 
     if vae.likelihood.kind == "bernoulli":
         log_lik = (x * out - softplus(out)).sum(-1)

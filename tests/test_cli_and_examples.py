@@ -209,3 +209,15 @@ def test_a_run_that_fails_while_writing_outputs_has_no_summary(tmp_path, monkeyp
         fit(tmp_path / "run", "--set", "train.max_epochs=3")
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_data_the_model_cannot_score_in_float32_is_one_line(tmp_path, capsys):
+    huge = tmp_path / "huge.npz"
+    rng = np.random.default_rng(0)
+    np.savez(huge, X=(1e19 + rng.random((60, 8))).astype(np.float32))
+    out = tmp_path / "run"
+    argv = ["fit", *TINY, "--data", str(huge), "--out", str(out)]
+    assert main([*argv, "--set", "model.likelihood=normal", "--set", "train.max_epochs=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "held-out loss is inf" in err[0] and "standardise" in err[0]
+    assert not (out / "summary.json").exists()

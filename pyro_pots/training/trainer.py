@@ -379,6 +379,12 @@ class CurriculumTrainer:
         while not self.manager.stopped and self.epoch < self.cfg.train.max_epochs:
             step = self.train_epoch()
             ev = self.evaluate(full=False)
+            if not math.isfinite(ev["heldout_loss"]):  # the stage manager cannot judge it
+                raise PotsInputError(
+                    f"the held-out loss is {ev['heldout_loss']} after epoch {self.epoch}: the "
+                    "model cannot score this data in float32 (for likelihood=normal, "
+                    "standardise features of very large magnitude)"
+                )
             normality = None
             agreement = None
             if self.manager.would_end_stage(ev["heldout_loss"]):

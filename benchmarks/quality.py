@@ -1,0 +1,170 @@
+"""
+Discovery quality side by side: pyro-pots with K discovered, its ablations, and classical
+clusterings with the true K given, on the same data and seeds. Labels only score.
+
+    python benchmarks/quality.py --only classical            # seconds: the anchors
+    python benchmarks/quality.py --only ours --seeds 0 1     # fits: minutes each
+    python benchmarks/quality.py                             # everything (hours on 2 cores)
+
+Methods:
+
+- ``pyro-pots``: the defaults (K_max = 20, one pot at the start, the curriculum);
+- ablations: ``all pots open`` (``curriculum.start_pots`` = K_max: no curriculum),
+  ``prior none`` and ``prior categorical_kl`` (instead of ``logit_mog``), ``no kick``
+  (``curriculum.kick_steps=0``);
+- classical, from scikit-learn: k-means and GaussianMixture (full covariance, on PCA-20
+  for data of more than 20 features) with the true K, agglomerative (ward) with the true
+  K, and BayesianGaussianMixture (Dirichlet process, 20 components, K inferred: K-hat is
+  the components holding >= 1 % of the rows).
+
+Every (method, data, seed) result is cached as JSON in ``--out``, so an interrupted run
+keeps what it finished and ``--only`` runs can be combined. Prints one Markdown table:
+ACC / NMI / ARI as mean +- std over seeds, K-hat (open pots and k_eff for ours), mean
+max responsibility (ours), fit time.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.decomposition import PCA
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+
+from pyro_pots import fit
+from pyro_pots.config import load_config
+from pyro_pots.data import load_data
+from pyro_pots.metrics import clustering_scores
+
+DATASETS = {
+    "digits": "digits",
+    **{f"synthetic k={k}": f"synthetic:k={k},seed={{seed}}" for k in (3, 5, 8)},
+}
+
+OURS = {
+    "pyro-pots": [],
+    "all pots open": ["curriculum.start_pots=20"],
+    "prior none": ["prior.kind=none"],
+    "prior categorical_kl": ["prior.kind=categorical_kl"],
+    "no kick": ["curriculum.kick_steps=0"],
+}
+
+
+def _features(x: np.ndarray) -> np.ndarray:
+    return PCA(20, random_state=0).fit_transform(x) if x.shape[1] > 20 else x
+
+
+def _classical(k: int, seed: int) -> Dict[str, Callable[[np.ndarray], np.ndarray]]:
+    return {
+        "k-means (K given)": lambda x: KMeans(k, n_init=10, random_state=seed).fit_predict(x),
+        "GMM full (K given)": lambda x: GaussianMixture(k, random_state=seed).fit_predict(
+            _features(x)
+        ),
+        "agglomerative ward (K given)": lambda x: AgglomerativeClustering(k).fit_predict(x),
+        "DP-GMM (20, K inferred)": lambda x: BayesianGaussianMixture(
+            n_components=20,
+            weight_concentration_prior_type="dirichlet_process",
+            random_state=seed,
+            max_iter=500,
+        ).fit_predict(_features(x)),
+    }
+
+
+def run_classical(name: str, spec: str, seed: int, out: Path) -> dict:
+    data = load_data(spec.format(seed=seed), "bernoulli")
+    k = len(np.unique(data.labels))
+    results = {}
+    for method, cluster in _classical(k, seed).items():
+        cache = out / f"{method}__{name}__{seed}.json".replace(" ", "_")
+        if cache.exists():
+            results[method] = json.loads(cache.read_text())
+            continue
+        start = time.perf_counter()
+        assign = cluster(data.X)
+        counts = np.bincount(assign) / len(assign)
+        result = {
+            **clustering_scores(data.labels, assign),
+            "k_hat": int((counts >= 0.01).sum()),
+            "time_s": time.perf_counter() - start,
+        }
+        cache.write_text(json.dumps(result))
+        results[method] = result
+    return results
+
+
+def run_ours(method: str, overrides: List[str], name: str, spec: str, seed: int, out: Path):
+    run = out / f"{method}__{name}__{seed}".replace(" ", "_")
+    if not (run / "summary.json").exists():
+        cfg = load_config(
+            None,
+            [f"data.spec={spec.format(seed=seed)}", f"train.seed={seed}", f"data.seed={seed}"]
+            + overrides
+            + [f"output.dir={run}", "output.overwrite=true"],
+        )
+        fit(cfg, progress=False)
+    s = json.loads((run / "summary.json").read_text())
+    return {
+        **s["clustering"],
+        "k_hat": s["n_active"],
+        "k_eff": s["k_eff"],
+        "mean_max_resp": s["peakiness"]["mean_max_resp"],
+        "time_s": s["time_s"],
+    }
+
+
+def _cell(values: List[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=("classical", "ours"))
+    parser.add_argument("--data", choices=sorted(DATASETS), action="append")
+    parser.add_argument("--methods", nargs="+", choices=sorted(OURS), help="ours to run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every pyro-pots run",
+    )
+    parser.add_argument("--out", default="runs/quality")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp | time s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.data or list(DATASETS):
+        spec = DATASETS[name]
+        rows: Dict[str, List[dict]] = {}
+        for seed in args.seeds:
+            if args.only != "ours":
+                for method, result in run_classical(name, spec, seed, out).items():
+                    rows.setdefault(method, []).append(result)
+            if args.only != "classical":
+                for method in args.methods or list(OURS):
+                    result = run_ours(method, OURS[method] + args.set, name, spec, seed, out)
+                    rows.setdefault(method, []).append(result)
+        for method, results in rows.items():
+            k_hat = ", ".join(
+                f"{r['k_hat']}" + (f" ({r['k_eff']})" if "k_eff" in r else "") for r in results
+            )
+            resp = [r["mean_max_resp"] for r in results if "mean_max_resp" in r]
+            print(
+                f"| {name} | {method} | {_cell([r['acc'] for r in results])} "
+                f"| {_cell([r['nmi'] for r in results])} | {_cell([r['ari'] for r in results])} "
+                f"| {k_hat} | {_cell(resp) if resp else '-'} "
+                f"| {statistics.median(r['time_s'] for r in results):.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

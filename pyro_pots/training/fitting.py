@@ -92,7 +92,10 @@ def fit(
         raise PotsInputError("train.jit cannot be used under torchrun; set train.jit=false")
     joined = distributed.init_from_env(resolve_device(cfg.train.device))
     try:
-        return _fit(cfg, resume, progress and distributed.is_main(), grow_from)
+        result = _fit(cfg, resume, progress and distributed.is_main(), grow_from)
+        if joined:  # leave together: a rank that exits while rank 0 still writes aborts
+            torch.distributed.barrier()
+        return result
     finally:
         if joined:
             torch.distributed.destroy_process_group()

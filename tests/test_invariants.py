@@ -220,6 +220,15 @@ def test_prior_predictive_for_one_named_pot():
 
 
 # 6. the Pyro loss equals a pure-PyTorch twin -----------------------------------------
+def _assert_same_gradients(vae, loss_a, loss_b, rtol, atol):
+    """Both losses give the same gradient for every parameter either one reaches."""
+    g_a = torch.autograd.grad(loss_a, list(vae.parameters()), allow_unused=True)
+    g_b = torch.autograd.grad(loss_b, list(vae.parameters()), allow_unused=True)
+    for a, b in zip(g_a, g_b):
+        if a is not None and b is not None:
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("routing", ROUTING_MODES)
 @pytest.mark.parametrize("likelihood", ["bernoulli", "normal"])
 @pytest.mark.parametrize("lam", [0.0, 0.7])
@@ -233,11 +242,7 @@ def test_trace_elbo_equals_pytorch_twin(routing, likelihood, lam, float64):
     pyro.set_rng_seed(7)
     ref = twin_loss(vae, x, active, lam=lam)
     assert pyro_loss.item() == pytest.approx(ref.item(), rel=1e-10)
-    g_pyro = torch.autograd.grad(pyro_loss, list(vae.parameters()), allow_unused=True)
-    g_twin = torch.autograd.grad(ref, list(vae.parameters()), allow_unused=True)
-    for a, b in zip(g_pyro, g_twin):
-        if a is not None and b is not None:
-            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    _assert_same_gradients(vae, pyro_loss, ref, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("routing", ROUTING_MODES)
@@ -250,11 +255,7 @@ def test_batched_twin_equals_the_looped_twin(routing, float64):
     pyro.set_rng_seed(5)
     batched = twin_loss(vae, x, active, lam=0.7, batched=True)
     assert batched.item() == pytest.approx(looped.item(), rel=1e-12)
-    g_loop = torch.autograd.grad(looped, list(vae.parameters()), allow_unused=True)
-    g_batch = torch.autograd.grad(batched, list(vae.parameters()), allow_unused=True)
-    for a, b in zip(g_loop, g_batch):
-        if a is not None and b is not None:
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    _assert_same_gradients(vae, looped, batched, rtol=1e-10, atol=1e-12)
 
 
 def test_trace_elbo_equals_pytorch_twin_float32():

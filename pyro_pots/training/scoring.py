@@ -80,7 +80,13 @@ def pot_scores(
 
 def mixture_weights(resp: torch.Tensor) -> torch.Tensor:
     """Maximum-likelihood mixture weights: the mean responsibility of each pot, ``(A,)``."""
-    return resp.mean(0).clamp_min(MIN_WEIGHT)
+    return weights_from_mean(resp.mean(0))
+
+
+def weights_from_mean(mean_resp: torch.Tensor) -> torch.Tensor:
+    """Mixture weights from the mean responsibilities (however they were averaged, e.g.
+    reduced across ranks), floored at ``MIN_WEIGHT`` so an empty pot costs no ``log 0``."""
+    return mean_resp.clamp_min(MIN_WEIGHT)
 
 
 def mixture_loss(scores: PotScores, weights: torch.Tensor) -> torch.Tensor:

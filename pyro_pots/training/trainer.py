@@ -32,7 +32,7 @@ from pyro_pots.curriculum.split import copy_pot, two_means
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
 from pyro_pots.training import distributed
-from pyro_pots.training.scoring import MIN_WEIGHT, PotScores, mixture_loss, pot_scores
+from pyro_pots.training.scoring import PotScores, mixture_loss, pot_scores, weights_from_mean
 from pyro_pots.training.svi_fit import lambda_schedule
 
 #: rows the kick's 2-means sees at most (rows beyond it get no kick target).
@@ -136,7 +136,7 @@ class CurriculumTrainer:
             order = torch.randperm(len(self.train_x), generator=self.batch_generator)
         else:
             order = distributed.shard(len(self.train_x), cfg.train.seed, self.epoch)
-        total = torch.zeros(2, dtype=torch.float64)  # loss summed over steps, rows seen
+        loss_sum = rows_seen = 0.0
         kick = (
             handlers.kick(
                 pot=self.kick_pot,
@@ -173,9 +173,11 @@ class CurriculumTrainer:
                     continue
                 bad_in_a_row = 0
                 self.optimizer.step()
-                total += torch.tensor([loss.item(), len(rows)], dtype=torch.float64)
+                loss_sum += loss.item()
+                rows_seen += len(rows)
         self.epoch += 1
-        total = distributed.all_reduce_sum(total.to(self.device)).cpu()
+        total = torch.tensor([loss_sum, rows_seen], dtype=torch.float64, device=self.device)
+        total = distributed.all_reduce_sum(total).cpu()
         return {
             "train_loss": (total[0] / total[1].clamp_min(1)).item(),
             "lam": lam,
@@ -255,7 +257,7 @@ class CurriculumTrainer:
         )
         sums = distributed.all_reduce_sum(sums)
         n = sums[-1]
-        weights = (sums[:a] / n).clamp_min(MIN_WEIGHT).to(self.heldout_x.dtype)
+        weights = weights_from_mean(sums[:a] / n).to(self.heldout_x.dtype)
         held_noise = torch.Generator().manual_seed(self.cfg.train.seed + 2)
         held_rows = distributed.strided(self.heldout_x)
         held = pot_scores(self.vae, held_rows, active, generator=held_noise)

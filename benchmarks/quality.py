@@ -6,6 +6,14 @@ clusterings with the true K given, on the same data and seeds. Labels only score
     python benchmarks/quality.py --only ours --seeds 0 1     # fits: minutes each
     python benchmarks/quality.py                             # everything (hours on 2 cores)
 
+Data: scikit-learn's digits (1797 8x8 images, 10 classes); synthetic sets with K = 3, 5, 8
+(``synthetic:k=K,seed=SEED``); and the harder real set, scikit-learn's bundled Wisconsin
+breast cancer table (569 rows, 30 real-valued cell measurements on very different scales,
+2 overlapping classes; standardised, and fitted with the ``normal`` likelihood). It ships
+offline with scikit-learn, unlike every larger labelled set there, and it is harder than
+digits in the ways that test a mode finder: real-valued, heavy-tailed, unequal classes
+that are not separate clusters, and a K of 2 that the curriculum must stop at.
+
 Methods:
 
 - ``pyro-pots``: the defaults (K_max = 20, one pot at the start, the curriculum);
@@ -13,20 +21,28 @@ Methods:
   open for the same epoch budget; the curriculum with ``start_pots`` = K_max would prune
   the pots that collapse and grow again, which is not the ablation), ``prior none`` and
   ``prior categorical_kl`` (instead of ``logit_mog``), ``no kick``
-  (``curriculum.kick_steps=0``);
+  (``curriculum.kick_steps=0``), ``new pot fresh`` (``curriculum.new_pot_init=fresh``: a
+  new pot starts from the layers' default initialisation instead of a copy of its parent);
+- a second stop rule: ``stop: held-out gain`` (``curriculum.heldout_stop=true``: stop at
+  the first split that does not lower the held-out mixture loss);
 - classical, from scikit-learn: k-means and GaussianMixture (full covariance, on PCA-20
   for data of more than 20 features) with the true K, agglomerative (ward) with the true
   K, and BayesianGaussianMixture (Dirichlet process, 20 components, K inferred: K-hat is
   the components holding >= 1 % of the rows).
 
 Every (method, data, seed) result is cached as JSON in ``--out``, so an interrupted run
-keeps what it finished and ``--only`` runs can be combined. Prints one Markdown table:
-ACC / NMI / ARI as mean +- std over seeds, K-hat (open pots and k_eff for ours), mean
-max responsibility (ours), fit time.
+keeps what it finished and ``--only`` runs can be combined. Prints (and writes to
+``--out``/quality.md, with every number in quality.json) one Markdown table: ACC / NMI /
+ARI as mean +- std over seeds, K-hat (open pots and k_eff for ours), mean max
+responsibility (ours), fit time; then the stop-rule table: the held-out loss of the
+default runs at each number of open pots, and the K-hat and ARI each stop rule picks.
 """
 
 import argparse
+import csv
 import json
+import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -45,9 +61,11 @@ from pyro_pots.data import load_data
 from pyro_pots.metrics import clustering_scores
 from pyro_pots.training.svi_fit import fit_svi
 
+#: name -> (data spec, with {seed} and {out} filled in; config overrides for our runs)
 DATASETS = {
-    "digits": "digits",
-    **{f"synthetic k={k}": f"synthetic:k={k},seed={{seed}}" for k in (3, 5, 8)},
+    "digits": ("digits", []),
+    **{f"synthetic k={k}": (f"synthetic:k={k},seed={{seed}}", []) for k in (3, 5, 8)},
+    "breast cancer": ("{out}/breast_cancer.npz", ["model.likelihood=normal"]),
 }
 
 #: None: plain SVI with every pot open (see ``run_all_open``).
@@ -57,7 +75,23 @@ OURS = {
     "prior none": ["prior.kind=none"],
     "prior categorical_kl": ["prior.kind=categorical_kl"],
     "no kick": ["curriculum.kick_steps=0"],
+    "new pot fresh": ["curriculum.new_pot_init=fresh"],
+    "stop: held-out gain": ["curriculum.heldout_stop=true"],
 }
+
+
+def write_breast_cancer(out: Path) -> None:
+    """scikit-learn's bundled breast cancer table, each feature standardised, as .npz."""
+    from sklearn.datasets import load_breast_cancer
+
+    path = out / "breast_cancer.npz"
+    if path.exists():
+        return
+    bunch = load_breast_cancer()
+    x = bunch.data
+    partial = out / f"breast_cancer.{os.getpid()}.npz"  # runs side by side share --out
+    np.savez(partial, X=(x - x.mean(0)) / x.std(0), y=bunch.target)
+    partial.replace(path)
 
 
 def _features(x: np.ndarray) -> np.ndarray:
@@ -81,7 +115,7 @@ def _classical(k: int, seed: int) -> Dict[str, Callable[[np.ndarray], np.ndarray
 
 
 def run_classical(name: str, spec: str, seed: int, out: Path) -> dict:
-    data = load_data(spec.format(seed=seed), "bernoulli")
+    data = load_data(spec.format(seed=seed, out=out))
     k = len(np.unique(data.labels))
     results = {}
     for method, cluster in _classical(k, seed).items():
@@ -108,7 +142,7 @@ def run_all_open(overrides: List[str], name: str, spec: str, seed: int, out: Pat
     if cache.exists():
         return json.loads(cache.read_text())
     cfg = load_config(
-        None, [f"data.spec={spec.format(seed=seed)}", f"train.seed={seed}"] + overrides
+        None, [f"data.spec={spec.format(seed=seed, out=out)}", f"train.seed={seed}"] + overrides
     )
     torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data.spec, cfg.model.likelihood)
@@ -149,7 +183,11 @@ def run_ours(method: str, extra: List[str], name: str, spec: str, seed: int, out
     if not (run / "summary.json").exists():
         cfg = load_config(
             None,
-            [f"data.spec={spec.format(seed=seed)}", f"train.seed={seed}", f"data.seed={seed}"]
+            [
+                f"data.spec={spec.format(seed=seed, out=out)}",
+                f"train.seed={seed}",
+                f"data.seed={seed}",
+            ]
             + overrides
             + [f"output.dir={run}", "output.overwrite=true"],
         )
@@ -161,13 +199,69 @@ def run_ours(method: str, extra: List[str], name: str, spec: str, seed: int, out
         "k_eff": s["k_eff"],
         "mean_max_resp": s["peakiness"]["mean_max_resp"],
         "time_s": s["time_s"],
+        "stop_reason": s["stop_reason"],
+        "heldout_by_pots": heldout_by_pots(run),
     }
+
+
+def heldout_by_pots(run: Path) -> Dict[int, float]:
+    """The best held-out mixture loss (nats per row) seen with each number of open pots,
+    kick epochs left out, from the run's history."""
+    losses: Dict[int, float] = {}
+    with open(run / "history.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["kicking"] == "True":
+                continue
+            k, loss = int(row["n_open"]), float(row["heldout_loss"])
+            losses[k] = min(losses.get(k, math.inf), loss)
+    return dict(sorted(losses.items()))
 
 
 def _cell(values: List[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
+
+
+def method_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
+    """One Markdown row per method: scores as mean +- std over seeds."""
+    lines = []
+    for method, results in rows.items():
+        k_hat = ", ".join(
+            f"{r['k_hat']}" + (f" ({r['k_eff']})" if "k_eff" in r else "") for r in results
+        )
+        resp = [r["mean_max_resp"] for r in results if "mean_max_resp" in r]
+        lines.append(
+            f"| {name} | {method} | {_cell([r['acc'] for r in results])} "
+            f"| {_cell([r['nmi'] for r in results])} | {_cell([r['ari'] for r in results])} "
+            f"| {k_hat} | {_cell(resp) if resp else '-'} "
+            f"| {statistics.median(r['time_s'] for r in results):.1f} |"
+        )
+    return lines
+
+
+def stop_rule_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
+    """The held-out loss by open pots (median over seeds of the default runs) and the
+    K-hat and ARI of each stop rule: the default's, the held-out-gain rule's, and the
+    number of pots with the lowest held-out loss on the default run's path."""
+    default = rows.get("pyro-pots", [])
+    if not default:
+        return []
+    curves = [{int(k): v for k, v in r["heldout_by_pots"].items()} for r in default]
+    ks = sorted(set().union(*curves))
+    curve = ", ".join(f"{k}: {statistics.median(c[k] for c in curves if k in c):.2f}" for k in ks)
+    argmin = ", ".join(str(min(c, key=c.get)) for c in curves)
+    lines = [f"| {name} | held-out loss by open pots (median over seeds) | {curve} | | |"]
+    lines.append(f"| {name} | lowest held-out loss on the default path | {argmin} | - | |")
+    for method, rule in (("pyro-pots", "default"), ("stop: held-out gain", "held-out gain")):
+        if method in rows:
+            results = rows[method]
+            reasons = sorted({r["stop_reason"].split(":")[0] for r in results})
+            lines.append(
+                f"| {name} | {rule} | {', '.join(str(r['k_hat']) for r in results)} "
+                f"| {_cell([r['ari'] for r in results])} | {'; '.join(reasons)} |"
+            )
+    return lines
 
 
 def main() -> None:
@@ -187,31 +281,36 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp | time s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    write_breast_cancer(out)
+    table = [
+        "| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp | time s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    stops = [
+        "| data | stop rule | K-hat per seed | ARI | why it stopped |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    print("\n".join(table))
+    everything: Dict[str, Dict[str, List[dict]]] = {}
     for name in args.data or list(DATASETS):
-        spec = DATASETS[name]
-        rows: Dict[str, List[dict]] = {}
+        spec, data_overrides = DATASETS[name]
+        rows: Dict[str, List[dict]] = everything.setdefault(name, {})
         for seed in args.seeds:
             if args.only != "ours":
                 for method, result in run_classical(name, spec, seed, out).items():
                     rows.setdefault(method, []).append(result)
             if args.only != "classical":
                 for method in args.methods or list(OURS):
-                    result = run_ours(method, args.set, name, spec, seed, out)
+                    extra = data_overrides + args.set
+                    result = run_ours(method, extra, name, spec, seed, out)
                     rows.setdefault(method, []).append(result)
-        for method, results in rows.items():
-            k_hat = ", ".join(
-                f"{r['k_hat']}" + (f" ({r['k_eff']})" if "k_eff" in r else "") for r in results
-            )
-            resp = [r["mean_max_resp"] for r in results if "mean_max_resp" in r]
-            print(
-                f"| {name} | {method} | {_cell([r['acc'] for r in results])} "
-                f"| {_cell([r['nmi'] for r in results])} | {_cell([r['ari'] for r in results])} "
-                f"| {k_hat} | {_cell(resp) if resp else '-'} "
-                f"| {statistics.median(r['time_s'] for r in results):.1f} |",
-                flush=True,
-            )
+        lines = method_rows(name, rows)
+        print("\n".join(lines), flush=True)
+        table += lines
+        stops += stop_rule_rows(name, rows)
+    print("\n" + "\n".join(stops))
+    (out / "quality.md").write_text("\n".join(table) + "\n\n" + "\n".join(stops) + "\n")
+    (out / "quality.json").write_text(json.dumps(everything, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ over the pots (the plainest code).
     python benchmarks/speed.py                 # about 3 minutes on 2 cores
     python benchmarks/speed.py --repeats 9
 
-A step is forward, backward and an Adam update. The Pyro path is what the trainer runs:
+A step is forward, backward and an Adam update (the trainer's fused Adam, for both). The
+Pyro path is what the trainer runs:
 ``Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, active)`` under
 ``logit_prior_scale``, with Pyro's validation off (the trainer validates the first epoch
 only). Pyro and twin runs are interleaved, each repeat times ``--steps`` steps, and the
@@ -27,6 +28,7 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from pyro_pots import PotsVAE, handlers, pots_mask
+from pyro_pots.training.trainer import adam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from twin import twin_loss  # noqa: E402
@@ -85,7 +87,7 @@ def pyro_vs_twin(data_dim, rows, batch_size, num_pots, open_pots, steps, repeats
     runs = {}
     for name, build in builders.items():
         vae = make(data_dim, num_pots)
-        runs[name] = build(vae, torch.optim.Adam(vae.parameters(), lr=1e-3), active)
+        runs[name] = build(vae, adam(vae.parameters(), 1e-3), active)
         timed(runs[name], batches[:3])  # warm-up
     seconds: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(repeats):  # interleaved, so drifts in machine speed hit all
@@ -99,9 +101,7 @@ def epoch_seconds(data_dim, rows, batch_size, num_pots, open_pots, repeats) -> f
     x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1))
     batches = batches_of(x, batch_size, len(x))
     vae = make(data_dim, num_pots)
-    step = pyro_step(
-        vae, torch.optim.Adam(vae.parameters(), lr=1e-3), pots_mask(num_pots, range(open_pots))
-    )
+    step = pyro_step(vae, adam(vae.parameters(), 1e-3), pots_mask(num_pots, range(open_pots)))
     timed(step, batches[:3])
     return statistics.median(timed(step, batches) for _ in range(repeats))
 

@@ -54,6 +54,7 @@ from typing import Any, ClassVar
 import yaml
 
 from pyro_pots.curriculum.normality import CRITICAL_1E4
+from pyro_pots.curriculum.split import NEW_POT_INITS
 from pyro_pots.curriculum.stage_manager import PARENT_RULES
 from pyro_pots.distributions import ROUTING_MODES
 from pyro_pots.errors import PotsInputError
@@ -427,6 +428,12 @@ class CurriculumConfig(_Section):
     )
     init_noise: float = _key(
         _number(0), 0.01, "scale of the noise added when a new pot is copied from its parent"
+    )
+    new_pot_init: str = _key(
+        _choice(NEW_POT_INITS),
+        "copy",
+        "how a new pot's weights start: ``copy`` of its parent's (plus init_noise) or "
+        "``fresh`` from the layers' default initialisation (an ablation)",
     )
     parent_rule: str = _key(
         _choice(PARENT_RULES),

@@ -105,6 +105,7 @@ TABLE_DEFAULTS = {
     "curriculum.kick_lam_factor": 1.0,
     "curriculum.min_agreement": 0.5,
     "curriculum.init_noise": 0.01,
+    "curriculum.new_pot_init": "copy",
     "curriculum.parent_rule": "normality",
     "train.max_epochs": 800,
     "train.device": "auto",

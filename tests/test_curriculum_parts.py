@@ -14,7 +14,7 @@ from pyro_pots import PotsVAE, handlers
 from pyro_pots.config import load_config
 from pyro_pots.curriculum import Decision
 from pyro_pots.curriculum.normality import CRITICAL_1E4, split_normality
-from pyro_pots.curriculum.split import copy_pot, two_means
+from pyro_pots.curriculum.split import copy_pot, fresh_pot, two_means
 from pyro_pots.distributions import pots_mask
 from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
 from pyro_pots.training.trainer import CurriculumTrainer
@@ -152,6 +152,47 @@ def test_copy_pot_noise_has_the_requested_scale():
     copy_pot(vae, 0, 1, noise=0.05, generator=torch.Generator().manual_seed(0))
     diff = vae.decoders.output_layer.weight[1] - vae.decoders.output_layer.weight[0]
     assert diff.std().item() == pytest.approx(0.05, rel=0.05)
+
+
+@pytest.mark.parametrize("guide", ["delta", "normal"])
+def test_fresh_pot_redraws_its_rows_in_the_default_init_range_and_zeroes_their_state(guide):
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=4, latent_dim=2, hidden_dim=6, logits_guide=guide)
+    opt = torch.optim.Adam(vae.parameters())
+    for _ in range(3):  # trained rows, far from their init, with non-zero moments
+        opt.zero_grad()
+        sum((p**2).sum() - 3 * p.sum() for p in vae.parameters()).backward()
+        opt.step()
+    before = {name: p.detach().clone() for name, p in vae.named_parameters()}
+    fresh_pot(vae, new=3, generator=torch.Generator().manual_seed(1), optimizer=opt)
+    fan_in = {"latent_heads": 6, "hidden_layer": 2, "output_layer": 200}
+    for name, p in vae.named_parameters():
+        new_rows = [3] if p.shape[0] == 4 else [i for i in range(p.shape[0]) if i % 4 == 3]
+        keep = [i for i in range(p.shape[0]) if i not in new_rows]
+        if p.shape[0] not in (4, 4 * vae.logits_guide.params_per_pot):
+            assert torch.equal(p.detach(), before[name]), name  # trunk, likelihood
+            continue
+        assert torch.equal(p.detach()[keep], before[name][keep]), name
+        layer = next((k for k in fan_in if k in name), None)
+        bound = 1 / math.sqrt(fan_in[layer] if layer else 6)  # logits head: the trunk's width
+        drawn = p.detach()[new_rows]
+        assert drawn.abs().max() <= bound and not torch.equal(drawn, before[name][new_rows])
+        for moment in ("exp_avg", "exp_avg_sq"):
+            state = opt.state[p][moment]
+            assert (state[new_rows] == 0).all() and (state[keep] != 0).any(), (name, moment)
+
+
+def test_a_fresh_split_leaves_the_parent_alone_and_starts_unlike_it():
+    t = _trainer(**{"curriculum.new_pot_init": "fresh"})
+    t.train_epoch()
+    ev = t.evaluate()
+    parent_before = t.vae.decoders.output_layer.bias.detach()[0].clone()
+    t.manager.open.append(1)
+    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"])
+    bias = t.vae.decoders.output_layer.bias.detach()
+    assert torch.equal(bias[0], parent_before)
+    assert (bias[1] - bias[0]).abs().max() > 0.05  # no copy: far more than init_noise apart
+    assert (t.kick_targets == 1).any()  # the kick still teaches the split
 
 
 # -- the trainer acting on decisions ------------------------------------------------------

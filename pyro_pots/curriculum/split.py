@@ -4,13 +4,36 @@ data) and a two-way split of the parent's rows (2-means), which the kick teaches
 encoder.
 """
 
-from typing import Optional
+import math
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
 from pyro_pots.model.pots_vae import PotsVAE
+
+#: How a new pot's weights start: ``copy`` its parent's (the design) or ``fresh`` from
+#: the layers' default initialisation (an ablation).
+NEW_POT_INITS = ("copy", "fresh")
+
+
+def _pot_rows(vae: PotsVAE, parent: int, new: int) -> List[Tuple[torch.Tensor, int, int, int]]:
+    """(tensor, parent row, new row, fan-in) for every weight row that belongs to one pot:
+    its latent head, its decoder, and its block(s) of the logits head."""
+    rows = []
+    for layer in (vae.encoder.latent_heads, vae.decoders.hidden_layer, vae.decoders.output_layer):
+        fan_in = layer.weight.shape[1]
+        rows += [(tensor, parent, new, fan_in) for tensor in (layer.weight, layer.bias)]
+    # The logits head emits params_per_pot blocks of K outputs (e.g. loc then scale).
+    head = vae.encoder.logits_head
+    for block in range(vae.logits_guide.params_per_pot):
+        offset = block * vae.num_pots
+        rows += [
+            (tensor, offset + parent, offset + new, head.in_features)
+            for tensor in (head.weight, head.bias)
+        ]
+    return rows
 
 
 @torch.no_grad()
@@ -28,27 +51,37 @@ def copy_pot(
     the per-parameter optimizer state (e.g. Adam's moments) of those rows is copied too:
     left stale, the new rows' first steps would be several times larger than the parent's.
     """
-    grouped = [
-        vae.encoder.latent_heads.weight,
-        vae.encoder.latent_heads.bias,
-        vae.decoders.hidden_layer.weight,
-        vae.decoders.hidden_layer.bias,
-        vae.decoders.output_layer.weight,
-        vae.decoders.output_layer.bias,
-    ]
-    rows = [(tensor, parent, new) for tensor in grouped]
-    # The logits head emits params_per_pot blocks of K outputs (e.g. loc then scale).
-    head = vae.encoder.logits_head
-    for block in range(vae.logits_guide.params_per_pot):
-        offset = block * vae.num_pots
-        rows += [(tensor, offset + parent, offset + new) for tensor in (head.weight, head.bias)]
-    for tensor, src, dst in rows:
+    for tensor, src, dst, _ in _pot_rows(vae, parent, new):
         fresh = torch.randn(tensor[src].shape, generator=generator, dtype=tensor.dtype)
         tensor[dst] = tensor[src] + noise * fresh.to(tensor.device)
-        state = optimizer.state.get(tensor, {}) if optimizer is not None else {}
-        for value in state.values():
-            if torch.is_tensor(value) and value.shape == tensor.shape:
-                value[dst] = value[src]
+        for value in _row_state(optimizer, tensor):
+            value[dst] = value[src]
+
+
+@torch.no_grad()
+def fresh_pot(
+    vae: PotsVAE,
+    new: int,
+    generator: torch.Generator,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+) -> None:
+    """
+    Draw pot ``new``'s rows afresh from the layers' default initialisation (uniform in
+    +-1/sqrt(fan-in), as :class:`torch.nn.Linear`) and zero their optimizer state: a pot
+    that knows nothing of its parent (the ``fresh`` ablation of :func:`copy_pot`).
+    """
+    for tensor, _, dst, fan_in in _pot_rows(vae, new, new):
+        bound = 1.0 / math.sqrt(fan_in)
+        draw = torch.rand(tensor[dst].shape, generator=generator, dtype=tensor.dtype)
+        tensor[dst] = ((2 * draw - 1) * bound).to(tensor.device)
+        for value in _row_state(optimizer, tensor):
+            value[dst] = 0
+
+
+def _row_state(optimizer: Optional[torch.optim.Optimizer], tensor: torch.Tensor):
+    """The optimizer's per-element state tensors of ``tensor`` (none without an optimizer)."""
+    state = optimizer.state.get(tensor, {}) if optimizer is not None else {}
+    return [v for v in state.values() if torch.is_tensor(v) and v.shape == tensor.shape]
 
 
 def two_means(codes: torch.Tensor, seed: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.normality import split_normality
-from pyro_pots.curriculum.split import copy_pot, two_means
+from pyro_pots.curriculum.split import copy_pot, fresh_pot, two_means
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
 from pyro_pots.training import distributed
@@ -52,6 +52,13 @@ def resolve_device(name: str) -> torch.device:
                 f"{count} CUDA device(s); use cpu or auto"
             )
     return device
+
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    """The trainer's optimizer: Adam, fused into one kernel per step. Each pot is a row of
+    stacked tensors, so Adam also updates the closed pots' zero-gradient rows; unfused,
+    that made K_max = 64 cost 2.3 times K_max = 4 per step (docs/benchmarks.md)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
@@ -108,7 +115,7 @@ class CurriculumTrainer:
         world = distributed.world_size()
         self.manager = build_manager(cfg, math.ceil(len(train_x) / (cfg.train.batch_size * world)))
         self.vae.open_pots(self.manager.open)
-        self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=cfg.train.lr)
+        self.optimizer = adam(self.vae.parameters(), cfg.train.lr)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._elbos: Dict[Any, Any] = {}
         # under torchrun: DistributedDataParallel over Pyro's ELBO module
@@ -337,14 +344,18 @@ class CurriculumTrainer:
             distributed.broadcast_state(self.vae)  # ranks stay bit-identical
 
     def _split(self, parent: int, new: int, scores: Optional[PotScores]) -> None:
-        """Copy the parent into the new pot and set the kick's targets: the parent's rows
+        """Copy the parent into the new pot (or draw it afresh: ``new_pot_init``) and set
+        the kick's targets: the parent's rows
         split in two by 2-means on the rows themselves. (2-means on the parent's latent
         codes was tried first: the KL term pulls the codes of two clusters sharing a pot
         together, and its halves cut across the clusters; those splits faded.) Under
         torchrun the targets come from rank 0, which holds the stage-end ``scores``."""
         c = self.cfg.curriculum
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new)
-        copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
+        if c.new_pot_init == "fresh":
+            fresh_pot(self.vae, new, gen, self.optimizer)
+        else:
+            copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
 
         def targets() -> torch.Tensor:
             column = scores.pots.tolist().index(parent)

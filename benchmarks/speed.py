@@ -4,19 +4,22 @@ How fast is a training step through Pyro, against the pure-PyTorch twin of the s
 pots as ``PotsVAE`` is (the same FLOPs: the practical limit), and with its Python loop
 over the pots (the plainest code).
 
-    python benchmarks/speed.py                 # about 3 minutes on 2 cores
-    python benchmarks/speed.py --repeats 9
+    python benchmarks/speed.py                 # about 4 minutes on 2 cores
+    python benchmarks/speed.py --repeats 9 --out runs/speed9
 
 A step is forward, backward and an Adam update (the trainer's fused Adam, for both). The
 Pyro path is what the trainer runs:
 ``Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, active)`` under
 ``logit_prior_scale``, with Pyro's validation off (the trainer validates the first epoch
 only). Pyro and twin runs are interleaved, each repeat times ``--steps`` steps, and the
-tables report medians over ``--repeats`` repeats. Run it on an otherwise idle machine.
-Prints Markdown tables.
+tables report medians over ``--repeats`` repeats; a second, interleaved pass times each
+phase of a step (forward, backward, Adam) on its own. Run it on an otherwise idle
+machine. Prints Markdown tables and writes them to ``--out``/speed.md, with the numbers in
+speed.json.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -39,27 +42,58 @@ def make(data_dim: int, num_pots: int, seed: int = 0) -> PotsVAE:
     return PotsVAE(data_dim, num_pots=num_pots)
 
 
-def pyro_step(vae: PotsVAE, optimizer, active: torch.Tensor) -> Callable:
+def pyro_loss(vae: PotsVAE, active: torch.Tensor) -> Callable:
+    """The trainer's loss: Pyro's ELBO on the model and guide, under the lambda handler."""
     elbo = Trace_ELBO()
 
-    def step(x: torch.Tensor) -> None:
+    def loss(x: torch.Tensor) -> torch.Tensor:
         with pyro.validation_enabled(False), handlers.logit_prior_scale(lam=1.0):
-            loss = elbo.differentiable_loss(vae.model, vae.guide, x, active)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+            return elbo.differentiable_loss(vae.model, vae.guide, x, active)
 
-    return step
+    return loss
 
 
-def twin_step(vae: PotsVAE, optimizer, active: torch.Tensor, batched: bool) -> Callable:
+def twin(vae: PotsVAE, active: torch.Tensor, batched: bool) -> Callable:
+    """The pure-PyTorch twin of the same loss (batched over pots or looped)."""
+    return lambda x: twin_loss(vae, x, active, lam=1.0, batched=batched)
+
+
+def step_of(loss: Callable, optimizer) -> Callable:
+    """One training step: forward, backward, optimizer update."""
+
     def step(x: torch.Tensor) -> None:
-        loss = twin_loss(vae, x, active, lam=1.0, batched=batched)
+        value = loss(x)
         optimizer.zero_grad()
-        loss.backward()
+        value.backward()
         optimizer.step()
 
     return step
+
+
+def phases_of(loss: Callable, optimizer, seconds: Dict[str, float]) -> Callable:
+    """A step that adds the seconds of its forward, backward and update to ``seconds``."""
+
+    def step(x: torch.Tensor) -> None:
+        t0 = time.perf_counter()
+        value = loss(x)
+        t1 = time.perf_counter()
+        optimizer.zero_grad()
+        value.backward()
+        t2 = time.perf_counter()
+        optimizer.step()
+        t3 = time.perf_counter()
+        for phase, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2)):
+            seconds[phase] = seconds.get(phase, 0.0) + dt
+
+    return step
+
+
+PHASES = ("forward", "backward", "adam")
+LOSSES = {
+    "pyro": pyro_loss,
+    "batched": lambda vae, active: twin(vae, active, batched=True),
+    "loop": lambda vae, active: twin(vae, active, batched=False),
+}
 
 
 def timed(step: Callable, batches: List[torch.Tensor]) -> float:
@@ -76,24 +110,37 @@ def batches_of(x: torch.Tensor, batch_size: int, steps: int) -> List[torch.Tenso
 
 
 def pyro_vs_twin(data_dim, rows, batch_size, num_pots, open_pots, steps, repeats) -> Dict:
+    """Steps/s of each loss (median over interleaved repeats) and, per phase of a step,
+    the median milliseconds."""
     x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1))
     batches = batches_of(x, batch_size, steps)
     active = pots_mask(num_pots, range(open_pots))
-    builders = {
-        "pyro": pyro_step,
-        "batched": lambda vae, opt, act: twin_step(vae, opt, act, batched=True),
-        "loop": lambda vae, opt, act: twin_step(vae, opt, act, batched=False),
-    }
-    runs = {}
-    for name, build in builders.items():
+    runs, phase_runs = {}, {}
+    phase_seconds: Dict[str, Dict[str, float]] = {name: {} for name in LOSSES}
+    for name, build in LOSSES.items():
         vae = make(data_dim, num_pots)
-        runs[name] = build(vae, adam(vae.parameters(), 1e-3), active)
+        optimizer = adam(vae.parameters(), 1e-3)
+        runs[name] = step_of(build(vae, active), optimizer)
+        phase_runs[name] = phases_of(build(vae, active), optimizer, phase_seconds[name])
         timed(runs[name], batches[:3])  # warm-up
     seconds: Dict[str, List[float]] = {name: [] for name in runs}
+    phase_ms: Dict[str, Dict[str, List[float]]] = {
+        name: {phase: [] for phase in PHASES} for name in runs
+    }
     for _ in range(repeats):  # interleaved, so drifts in machine speed hit all
         for name in runs:
             seconds[name].append(timed(runs[name], batches))
-    return {name: len(batches) / statistics.median(s) for name, s in seconds.items()}
+            phase_seconds[name].clear()
+            timed(phase_runs[name], batches)
+            for phase in PHASES:
+                phase_ms[name][phase].append(1e3 * phase_seconds[name][phase] / len(batches))
+    return {
+        "steps_per_s": {name: len(batches) / statistics.median(s) for name, s in seconds.items()},
+        "phase_ms": {
+            name: {phase: statistics.median(v) for phase, v in by_phase.items()}
+            for name, by_phase in phase_ms.items()
+        },
+    }
 
 
 def epoch_seconds(data_dim, rows, batch_size, num_pots, open_pots, repeats) -> float:
@@ -101,7 +148,8 @@ def epoch_seconds(data_dim, rows, batch_size, num_pots, open_pots, repeats) -> f
     x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1))
     batches = batches_of(x, batch_size, len(x))
     vae = make(data_dim, num_pots)
-    step = pyro_step(vae, adam(vae.parameters(), 1e-3), pots_mask(num_pots, range(open_pots)))
+    active = pots_mask(num_pots, range(open_pots))
+    step = step_of(pyro_loss(vae, active), adam(vae.parameters(), 1e-3))
     timed(step, batches[:3])
     return statistics.median(timed(step, batches) for _ in range(repeats))
 
@@ -111,36 +159,79 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="runs/speed", help="folder for speed.md and speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, pyro {pyro.__version__}, {args.threads} threads")
+    results: Dict = {
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "threads": args.threads,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    lines = [f"torch {torch.__version__}, pyro {pyro.__version__}, {args.threads} threads"]
 
-    print(
-        "\n| input | batch | K_max / open | Pyro steps/s | twin batched | twin loop "
-        "| Pyro / twin batched |"
+    def emit(*new: str) -> None:
+        print("\n".join(new), flush=True)
+        lines.extend(new)
+
+    emit(
+        "",
+        "| input | batch | K_max / open | Pyro steps/s | twin batched | twin loop "
+        "| Pyro / twin batched |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    phase_lines = [
+        "",
+        "| input | loss | forward ms | backward ms | Adam ms |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    results["pyro_vs_twin"] = {}
     for data_dim, rows, batch in ((64, 1797, 128), (784, 60000, 256)):
         r = pyro_vs_twin(data_dim, rows, batch, 16, 10, args.steps, args.repeats)
-        print(
-            f"| {data_dim}-d, {rows} rows | {batch} | 16 / 10 | {r['pyro']:.1f} "
-            f"| {r['batched']:.1f} | {r['loop']:.1f} | {r['pyro'] / r['batched']:.2f} |",
-            flush=True,
+        results["pyro_vs_twin"][f"{data_dim}-d"] = r
+        sps = r["steps_per_s"]
+        emit(
+            f"| {data_dim}-d, {rows} rows | {batch} | 16 / 10 | {sps['pyro']:.1f} "
+            f"| {sps['batched']:.1f} | {sps['loop']:.1f} | {sps['pyro'] / sps['batched']:.2f} |"
         )
+        for name in ("pyro", "batched"):
+            ms = r["phase_ms"][name]
+            phase_lines.append(
+                f"| {data_dim}-d | {name} | {ms['forward']:.2f} | {ms['backward']:.2f} "
+                f"| {ms['adam']:.2f} |"
+            )
+    emit(*phase_lines)
 
-    print("\n| K_max (2 open) | epoch s (digits size, batch 128) | / K_max 4 |")
-    print("| --- | --- | --- |")
+    emit(
+        "",
+        "| K_max (2 open) | epoch s (digits size, batch 128) | / K_max 4 |",
+        "| --- | --- | --- |",
+    )
+    results["k_max"] = {}
     base = None
     for num_pots in (4, 16, 64):
         secs = epoch_seconds(64, 1797, 128, num_pots, 2, args.repeats)
         base = base or secs
-        print(f"| {num_pots} | {secs:.3f} | {secs / base:.2f} |", flush=True)
+        results["k_max"][num_pots] = secs
+        emit(f"| {num_pots} | {secs:.3f} | {secs / base:.2f} |")
 
-    print("\n| rows (64-d, K_max 16, 10 open, batch 128) | epoch s | ms per 1000 rows |")
-    print("| --- | --- | --- |")
+    emit(
+        "",
+        "| rows (64-d, K_max 16, 10 open, batch 128) | epoch s | ms per 1000 rows |",
+        "| --- | --- | --- |",
+    )
+    results["rows"] = {}
     for rows in (1797, 7500, 30000, 60000):
         secs = epoch_seconds(64, rows, 128, 16, 10, max(1, args.repeats // 2))
-        print(f"| {rows} | {secs:.2f} | {1e6 * secs / rows:.1f} |", flush=True)
+        results["rows"][rows] = secs
+        emit(f"| {rows} | {secs:.2f} | {1e6 * secs / rows:.1f} |")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.md").write_text("\n".join(lines) + "\n")
+    (out / "speed.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

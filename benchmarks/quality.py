@@ -23,8 +23,13 @@ Methods:
   ``prior categorical_kl`` (instead of ``logit_mog``), ``no kick``
   (``curriculum.kick_steps=0``), ``new pot fresh`` (``curriculum.new_pot_init=fresh``: a
   new pot starts from the layers' default initialisation instead of a copy of its parent);
-- a second stop rule: ``stop: held-out gain`` (``curriculum.heldout_stop=true``: stop at
-  the first split that does not lower the held-out mixture loss);
+- a sensitivity row, ``prior M=7`` (the logit prior's corners at 7 instead of 5: at a
+  corner with K pots open the largest responsibility is e^M / (e^M + K - 1), 0.93 for
+  M = 5 and K = 12, so M bounds the peakiness);
+- stop rules: ``stop: held-out gain`` (``curriculum.heldout_stop=true``: stop at the
+  first split that does not lower the held-out mixture loss) and ``stop: default, 3x
+  budget`` (``train.max_epochs=2400``: where the default rule stops when the epoch budget
+  does not stop it first);
 - classical, from scikit-learn: k-means and GaussianMixture (full covariance, on PCA-20
   for data of more than 20 features) with the true K, agglomerative (ward) with the true
   K, and BayesianGaussianMixture (Dirichlet process, 20 components, K inferred: K-hat is
@@ -76,7 +81,9 @@ OURS = {
     "prior categorical_kl": ["prior.kind=categorical_kl"],
     "no kick": ["curriculum.kick_steps=0"],
     "new pot fresh": ["curriculum.new_pot_init=fresh"],
+    "prior M=7": ["prior.M=7"],
     "stop: held-out gain": ["curriculum.heldout_stop=true"],
+    "stop: default, 3x budget": ["train.max_epochs=2400"],
 }
 
 
@@ -253,7 +260,11 @@ def stop_rule_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
     argmin = ", ".join(str(min(c, key=c.get)) for c in curves)
     lines = [f"| {name} | held-out loss by open pots (median over seeds) | {curve} | | |"]
     lines.append(f"| {name} | lowest held-out loss on the default path | {argmin} | - | |")
-    for method, rule in (("pyro-pots", "default"), ("stop: held-out gain", "held-out gain")):
+    for method, rule in (
+        ("pyro-pots", "default"),
+        ("stop: default, 3x budget", "default, 3x epoch budget"),
+        ("stop: held-out gain", "held-out gain"),
+    ):
         if method in rows:
             results = rows[method]
             reasons = sorted({r["stop_reason"].split(":")[0] for r in results})

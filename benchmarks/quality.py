@@ -247,6 +247,20 @@ def method_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
     return lines
 
 
+#: (phrase in a stop reason, its short name), the first match wins.
+STOP_KINDS = (
+    ("epoch budget", "epoch budget"),
+    ("held-out gain", "held-out gain < min_gain"),
+    ("splits in a row", "max_fades splits undone in a row"),
+    ("no pot left to split", "no candidate pot left"),
+)
+
+
+def stop_kind(reason: str) -> str:
+    """A stop reason from ``summary.json`` in a few words."""
+    return next((short for phrase, short in STOP_KINDS if phrase in reason), reason)
+
+
 def stop_rule_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
     """The held-out loss by open pots (median over seeds of the default runs) and the
     K-hat and ARI of each stop rule: the default's, the held-out-gain rule's, and the
@@ -267,7 +281,7 @@ def stop_rule_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
     ):
         if method in rows:
             results = rows[method]
-            reasons = sorted({r["stop_reason"].split(":")[0] for r in results})
+            reasons = sorted({stop_kind(r["stop_reason"]) for r in results})
             lines.append(
                 f"| {name} | {rule} | {', '.join(str(r['k_hat']) for r in results)} "
                 f"| {_cell([r['ari'] for r in results])} | {'; '.join(reasons)} |"

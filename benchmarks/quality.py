@@ -270,7 +270,13 @@ def stop_rule_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
         return []
     curves = [{int(k): v for k, v in r["heldout_by_pots"].items()} for r in default]
     ks = sorted(set().union(*curves))
-    curve = ", ".join(f"{k}: {statistics.median(c[k] for c in curves if k in c):.2f}" for k in ks)
+
+    def at(k: int) -> str:
+        values = [c[k] for c in curves if k in c]
+        seeds = "" if len(values) == len(curves) else f" ({len(values)} of {len(curves)} seeds)"
+        return f"{k}: {statistics.median(values):.2f}{seeds}"
+
+    curve = ", ".join(at(k) for k in ks)
     argmin = ", ".join(str(min(c, key=c.get)) for c in curves)
     lines = [f"| {name} | held-out loss by open pots (median over seeds) | {curve} | | |"]
     lines.append(f"| {name} | lowest held-out loss on the default path | {argmin} | - | |")

@@ -5,6 +5,7 @@ clusterings with the true K given, on the same data and seeds. Labels only score
     python benchmarks/quality.py --only classical            # seconds: the anchors
     python benchmarks/quality.py --only ours --seeds 0 1     # fits: minutes each
     python benchmarks/quality.py                             # everything (hours on 2 cores)
+    python benchmarks/quality.py --report                    # tables of the cached runs only
 
 Data: scikit-learn's digits (1797 8x8 images, 10 classes); synthetic sets with K = 3, 5, 8
 (``synthetic:k=K,seed=SEED``); and the harder real set, scikit-learn's bundled Wisconsin
@@ -143,9 +144,18 @@ def run_classical(name: str, spec: str, seed: int, out: Path) -> dict:
     return results
 
 
+def cached_result(method: str, name: str, seed: int, out: Path) -> Path:
+    """Where one of our runs keeps its result: the run directory's summary, or a JSON file
+    for the all-pots-open ablation (plain SVI writes no run directory)."""
+    stem = f"{method}__{name}__{seed}".replace(" ", "_")
+    if OURS[method] is None:
+        return out / f"{stem}.json"
+    return out / stem / "summary.json"
+
+
 def run_all_open(overrides: List[str], name: str, spec: str, seed: int, out: Path) -> dict:
     """The no-curriculum ablation: ``fit_svi`` with every pot open, the config's budget."""
-    cache = out / f"all_pots_open__{name}__{seed}.json".replace(" ", "_")
+    cache = cached_result("all pots open", name, seed, out)
     if cache.exists():
         return json.loads(cache.read_text())
     cfg = load_config(
@@ -186,7 +196,7 @@ def run_ours(method: str, extra: List[str], name: str, spec: str, seed: int, out
     if OURS[method] is None:
         return run_all_open(extra, name, spec, seed, out)
     overrides = OURS[method] + extra
-    run = out / f"{method}__{name}__{seed}".replace(" ", "_")
+    run = cached_result(method, name, seed, out).parent
     if not (run / "summary.json").exists():
         cfg = load_config(
             None,
@@ -309,6 +319,9 @@ def main() -> None:
         help="config override for every pyro-pots run",
     )
     parser.add_argument("--out", default="runs/quality")
+    parser.add_argument(
+        "--report", action="store_true", help="run none of ours: tabulate the cached runs only"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -332,6 +345,8 @@ def main() -> None:
                     rows.setdefault(method, []).append(result)
             if args.only != "classical":
                 for method in args.methods or list(OURS):
+                    if args.report and not cached_result(method, name, seed, out).exists():
+                        continue
                     extra = data_overrides + args.set
                     result = run_ours(method, extra, name, spec, seed, out)
                     rows.setdefault(method, []).append(result)

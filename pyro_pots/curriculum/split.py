@@ -18,21 +18,18 @@ from pyro_pots.model.pots_vae import PotsVAE
 NEW_POT_INITS = ("copy", "fresh")
 
 
-def _pot_rows(vae: PotsVAE, parent: int, new: int) -> List[Tuple[torch.Tensor, int, int, int]]:
-    """(tensor, parent row, new row, fan-in) for every weight row that belongs to one pot:
-    its latent head, its decoder, and its block(s) of the logits head."""
+def _pot_rows(vae: PotsVAE, pot: int) -> List[Tuple[torch.Tensor, int, int]]:
+    """(tensor, row, fan-in) for every weight row that belongs to ``pot``: its latent head,
+    its decoder, and its block(s) of the logits head."""
     rows = []
     for layer in (vae.encoder.latent_heads, vae.decoders.hidden_layer, vae.decoders.output_layer):
         fan_in = layer.weight.shape[1]
-        rows += [(tensor, parent, new, fan_in) for tensor in (layer.weight, layer.bias)]
+        rows += [(tensor, pot, fan_in) for tensor in (layer.weight, layer.bias)]
     # The logits head emits params_per_pot blocks of K outputs (e.g. loc then scale).
     head = vae.encoder.logits_head
     for block in range(vae.logits_guide.params_per_pot):
-        offset = block * vae.num_pots
-        rows += [
-            (tensor, offset + parent, offset + new, head.in_features)
-            for tensor in (head.weight, head.bias)
-        ]
+        row = block * vae.num_pots + pot
+        rows += [(tensor, row, head.in_features) for tensor in (head.weight, head.bias)]
     return rows
 
 
@@ -51,7 +48,7 @@ def copy_pot(
     the per-parameter optimizer state (e.g. Adam's moments) of those rows is copied too:
     left stale, the new rows' first steps would be several times larger than the parent's.
     """
-    for tensor, src, dst, _ in _pot_rows(vae, parent, new):
+    for (tensor, src, _), (_, dst, _) in zip(_pot_rows(vae, parent), _pot_rows(vae, new)):
         fresh = torch.randn(tensor[src].shape, generator=generator, dtype=tensor.dtype)
         tensor[dst] = tensor[src] + noise * fresh.to(tensor.device)
         for value in _row_state(optimizer, tensor):
@@ -70,7 +67,7 @@ def fresh_pot(
     +-1/sqrt(fan-in), as :class:`torch.nn.Linear`) and zero their optimizer state: a pot
     that knows nothing of its parent (the ``fresh`` ablation of :func:`copy_pot`).
     """
-    for tensor, _, dst, fan_in in _pot_rows(vae, new, new):
+    for tensor, dst, fan_in in _pot_rows(vae, new):
         bound = 1.0 / math.sqrt(fan_in)
         draw = torch.rand(tensor[dst].shape, generator=generator, dtype=tensor.dtype)
         tensor[dst] = ((2 * draw - 1) * bound).to(tensor.device)

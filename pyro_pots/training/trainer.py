@@ -345,11 +345,11 @@ class CurriculumTrainer:
 
     def _split(self, parent: int, new: int, scores: Optional[PotScores]) -> None:
         """Copy the parent into the new pot (or draw it afresh: ``new_pot_init``) and set
-        the kick's targets: the parent's rows
-        split in two by 2-means on the rows themselves. (2-means on the parent's latent
-        codes was tried first: the KL term pulls the codes of two clusters sharing a pot
-        together, and its halves cut across the clusters; those splits faded.) Under
-        torchrun the targets come from rank 0, which holds the stage-end ``scores``."""
+        the kick's targets: the parent's rows split in two by 2-means on the rows
+        themselves. (2-means on the parent's latent codes was tried first: the KL term
+        pulls the codes of two clusters sharing a pot together, and its halves cut across
+        the clusters; those splits faded.) Under torchrun the targets come from rank 0,
+        which holds the stage-end ``scores``."""
         c = self.cfg.curriculum
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new)
         if c.new_pot_init == "fresh":

@@ -6,6 +6,7 @@ over the pots (the plainest code).
 
     python benchmarks/speed.py                 # about 4 minutes on 2 cores
     python benchmarks/speed.py --repeats 9 --out runs/speed9
+    python benchmarks/speed.py --device cuda --out runs/speed_cuda   # where a GPU is
 
 A step is forward, backward and an Adam update (the trainer's fused Adam, for both). The
 Pyro path is what the trainer runs:
@@ -14,8 +15,9 @@ Pyro path is what the trainer runs:
 only). Pyro and twin runs are interleaved, each repeat times ``--steps`` steps, and the
 tables report medians over ``--repeats`` repeats; a second, interleaved pass times each
 phase of a step (forward, backward, Adam) on its own. Run it on an otherwise idle
-machine. Prints Markdown tables and writes them to ``--out``/speed.md, with the numbers in
-speed.json.
+machine. On a GPU (``--device cuda``) each clock reading waits for
+``torch.cuda.synchronize``, so it counts the queued kernels too. Prints Markdown tables
+and writes them to ``--out``/speed.md, with the numbers in speed.json.
 """
 
 import argparse
@@ -37,9 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from twin import twin_loss  # noqa: E402
 
 
-def make(data_dim: int, num_pots: int, seed: int = 0) -> PotsVAE:
+def make(data_dim: int, num_pots: int, device: torch.device, seed: int = 0) -> PotsVAE:
     torch.manual_seed(seed)
-    return PotsVAE(data_dim, num_pots=num_pots)
+    return PotsVAE(data_dim, num_pots=num_pots).to(device)
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work: CUDA runs asynchronously to the host clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def pyro_loss(vae: PotsVAE, active: torch.Tensor, jit: bool = False) -> Callable:
@@ -72,17 +80,20 @@ def step_of(loss: Callable, optimizer) -> Callable:
     return step
 
 
-def phases_of(loss: Callable, optimizer, seconds: Dict[str, float]) -> Callable:
+def phases_of(loss: Callable, optimizer, seconds: Dict[str, float], device) -> Callable:
     """A step that adds the seconds of its forward, backward and update to ``seconds``."""
 
     def step(x: torch.Tensor) -> None:
         t0 = time.perf_counter()
         value = loss(x)
+        sync(device)
         t1 = time.perf_counter()
         optimizer.zero_grad()
         value.backward()
+        sync(device)
         t2 = time.perf_counter()
         optimizer.step()
+        sync(device)
         t3 = time.perf_counter()
         for phase, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2)):
             seconds[phase] = seconds.get(phase, 0.0) + dt
@@ -100,10 +111,13 @@ LOSSES = {
 
 
 def timed(step: Callable, batches: List[torch.Tensor]) -> float:
-    """Seconds for one pass over ``batches``."""
+    """Seconds for one pass over ``batches`` (all queued device work done)."""
+    device = batches[0].device
+    sync(device)
     start = time.perf_counter()
     for x in batches:
         step(x)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -112,20 +126,20 @@ def batches_of(x: torch.Tensor, batch_size: int, steps: int) -> List[torch.Tenso
     return [x[rows] for rows in order.split(batch_size)][:steps]
 
 
-def pyro_vs_twin(data_dim, rows, batch_size, num_pots, open_pots, steps, repeats) -> Dict:
+def pyro_vs_twin(data_dim, rows, batch_size, num_pots, open_pots, steps, repeats, device) -> Dict:
     """Steps/s of each loss (median over interleaved repeats) and, per phase of a step,
     the median milliseconds."""
-    x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1)).to(device)
     batches = batches_of(x, batch_size, steps)
-    active = pots_mask(num_pots, range(open_pots))
+    active = pots_mask(num_pots, range(open_pots), device)
     runs, phase_runs = {}, {}
     phase_seconds: Dict[str, Dict[str, float]] = {name: {} for name in LOSSES}
     for name, build in LOSSES.items():
-        vae = make(data_dim, num_pots)
+        vae = make(data_dim, num_pots, device)
         optimizer = adam(vae.parameters(), 1e-3)
         loss = build(vae, active)  # one loss for both: a JIT ELBO compiles once
         runs[name] = step_of(loss, optimizer)
-        phase_runs[name] = phases_of(loss, optimizer, phase_seconds[name])
+        phase_runs[name] = phases_of(loss, optimizer, phase_seconds[name], device)
         timed(runs[name], batches[:3])  # warm-up (and the JIT's compilation)
     seconds: Dict[str, List[float]] = {name: [] for name in runs}
     phase_ms: Dict[str, Dict[str, List[float]]] = {
@@ -147,12 +161,12 @@ def pyro_vs_twin(data_dim, rows, batch_size, num_pots, open_pots, steps, repeats
     }
 
 
-def epoch_seconds(data_dim, rows, batch_size, num_pots, open_pots, repeats) -> float:
+def epoch_seconds(data_dim, rows, batch_size, num_pots, open_pots, repeats, device) -> float:
     """Median seconds of a Pyro-path epoch over ``rows`` rows."""
-    x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1)).to(device)
     batches = batches_of(x, batch_size, len(x))
-    vae = make(data_dim, num_pots)
-    active = pots_mask(num_pots, range(open_pots))
+    vae = make(data_dim, num_pots, device)
+    active = pots_mask(num_pots, range(open_pots), device)
     step = step_of(pyro_loss(vae, active), adam(vae.parameters(), 1e-3))
     timed(step, batches[:3])
     return statistics.median(timed(step, batches) for _ in range(repeats))
@@ -163,18 +177,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default="runs/speed", help="folder for speed.md and speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA device here")
     results: Dict = {
         "torch": torch.__version__,
         "pyro": pyro.__version__,
         "threads": args.threads,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "steps": args.steps,
         "repeats": args.repeats,
         "date": time.strftime("%Y-%m-%d"),
     }
-    lines = [f"torch {torch.__version__}, pyro {pyro.__version__}, {args.threads} threads"]
+    lines = [
+        f"torch {torch.__version__}, pyro {pyro.__version__}, {args.threads} threads, "
+        f"device {results['device']}"
+    ]
 
     def emit(*new: str) -> None:
         print("\n".join(new), flush=True)
@@ -193,7 +215,7 @@ def main() -> None:
     ]
     results["pyro_vs_twin"] = {}
     for data_dim, rows, batch in ((64, 1797, 128), (784, 60000, 256)):
-        r = pyro_vs_twin(data_dim, rows, batch, 16, 10, args.steps, args.repeats)
+        r = pyro_vs_twin(data_dim, rows, batch, 16, 10, args.steps, args.repeats, device)
         results["pyro_vs_twin"][f"{data_dim}-d"] = r
         sps = r["steps_per_s"]
         emit(
@@ -217,7 +239,7 @@ def main() -> None:
     results["k_max"] = {}
     base = None
     for num_pots in (4, 16, 64):
-        secs = epoch_seconds(64, 1797, 128, num_pots, 2, args.repeats)
+        secs = epoch_seconds(64, 1797, 128, num_pots, 2, args.repeats, device)
         base = base or secs
         results["k_max"][num_pots] = secs
         emit(f"| {num_pots} | {secs:.3f} | {secs / base:.2f} |")
@@ -229,7 +251,7 @@ def main() -> None:
     )
     results["rows"] = {}
     for rows in (1797, 7500, 30000, 60000):
-        secs = epoch_seconds(64, rows, 128, 16, 10, max(1, args.repeats // 2))
+        secs = epoch_seconds(64, rows, 128, 16, 10, max(1, args.repeats // 2), device)
         results["rows"][rows] = secs
         emit(f"| {rows} | {secs:.2f} | {1e6 * secs / rows:.1f} |")
 

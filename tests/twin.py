@@ -23,7 +23,7 @@ def _normal_log_density(z, loc, scale):
 def _log_p_mix(y, M, sigma, active):
     """log of the uniform mixture of N(M e_k, sigma^2 I) over open k, by explicit distances."""
     K = y.shape[-1]
-    corners = M * torch.eye(K, dtype=y.dtype)[active]  # (|A|, K)
+    corners = M * torch.eye(K, dtype=y.dtype, device=y.device)[active]  # (|A|, K)
     sq = ((y.unsqueeze(-2) - corners) ** 2).sum(-1)  # (N, |A|)
     log_comp = -sq / (2 * sigma**2) - 0.5 * K * math.log(2 * math.pi * sigma**2)
     return torch.logsumexp(log_comp, -1) - math.log(int(active.sum()))
@@ -51,7 +51,7 @@ def twin_loss(
     scores = y
     if vae.routing != "softmax":
         finfo = torch.finfo(y.dtype)
-        u = torch.rand((N, K), dtype=y.dtype).clamp(finfo.tiny, 1 - finfo.eps)
+        u = torch.rand((N, K), dtype=y.dtype, device=y.device).clamp(finfo.tiny, 1 - finfo.eps)
         scores = y - torch.log(-torch.log(u))
     w = torch.softmax((scores / vae.temperature).masked_fill(~active, -math.inf), -1)
     if vae.routing == "straight_through":
@@ -65,7 +65,7 @@ def twin_loss(
     else:
         heads = torch.stack([h @ W[k] + b[k] for k in idx.tolist()])  # (|A|, N, 2d)
     loc, scale = heads[..., :d], softplus(heads[..., d:]) + MIN_SCALE
-    eps = torch.empty((K, N, d), dtype=y.dtype).normal_()
+    eps = torch.empty((K, N, d), dtype=y.dtype, device=y.device).normal_()
     z = loc + scale * eps[idx]
 
     # Decoders of the open pots, mixed by the routing weights.

@@ -24,6 +24,9 @@ Methods:
   ``prior categorical_kl`` (instead of ``logit_mog``), ``no kick``
   (``curriculum.kick_steps=0``), ``new pot fresh`` (``curriculum.new_pot_init=fresh``: a
   new pot starts from the layers' default initialisation instead of a copy of its parent);
+- the other parent rules: ``parent rule normality`` (split the least normal candidate; the
+  default until 2026-11-26) and ``parent rule recon`` (the largest total misfit), against
+  the default ``usage`` (the candidate holding the most data);
 - a sensitivity row, ``prior M=7`` (the logit prior's corners at 7 instead of 5: at a
   corner with K pots open the largest responsibility is e^M / (e^M + K - 1), 0.93 for
   M = 5 and K = 12, so M bounds the peakiness);
@@ -40,7 +43,8 @@ Every (method, data, seed) result is cached as JSON in ``--out``, so an interrup
 keeps what it finished and ``--only`` runs can be combined. Prints (and writes to
 ``--out``/quality.md, with every number in quality.json) one Markdown table: ACC / NMI /
 ARI as mean +- std over seeds, K-hat (open pots and k_eff for ours), mean max
-responsibility (ours), fit time; then the stop-rule table: the held-out loss of the
+responsibility and mean max mixture posterior (ours; see ``pyro_pots.uncertainty``), fit
+time; then the stop-rule table: the held-out loss of the
 default runs at each number of open pots, and the K-hat and ARI each stop rule picks.
 """
 
@@ -62,10 +66,12 @@ from sklearn.decomposition import PCA
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
 from pyro_pots import PotsVAE, fit, pots_mask
+from pyro_pots.cli import load_run
 from pyro_pots.config import load_config, model_kwargs
 from pyro_pots.data import load_data
 from pyro_pots.metrics import clustering_scores
 from pyro_pots.training.svi_fit import fit_svi
+from pyro_pots.uncertainty import mean_max_posterior
 
 #: name -> (data spec, with {seed} and {out} filled in; config overrides for our runs)
 DATASETS = {
@@ -83,6 +89,8 @@ OURS = {
     "no kick": ["curriculum.kick_steps=0"],
     "new pot fresh": ["curriculum.new_pot_init=fresh"],
     "prior M=7": ["prior.M=7"],
+    "parent rule normality": ["curriculum.parent_rule=normality"],
+    "parent rule recon": ["curriculum.parent_rule=recon"],
     "stop: held-out gain": ["curriculum.heldout_stop=true"],
     "stop: default, 3x budget": ["train.max_epochs=2400"],
 }
@@ -215,10 +223,21 @@ def run_ours(method: str, extra: List[str], name: str, spec: str, seed: int, out
         "k_hat": s["n_active"],
         "k_eff": s["k_eff"],
         "mean_max_resp": s["peakiness"]["mean_max_resp"],
+        "mean_max_posterior": max_posterior(run, s),
         "time_s": s["time_s"],
         "stop_reason": s["stop_reason"],
         "heldout_by_pots": heldout_by_pots(run),
     }
+
+
+def max_posterior(run: Path, summary: dict) -> float:
+    """The run's mean largest mixture posterior over the pots: from its summary or, for a
+    run fitted before summaries had it, from its checkpoint."""
+    if "mean_max_posterior" in summary["peakiness"]:
+        return summary["peakiness"]["mean_max_posterior"]
+    cfg, trainer = load_run(run)
+    data = load_data(cfg.data.spec, cfg.model.likelihood)
+    return mean_max_posterior(trainer.vae, torch.from_numpy(data.X).to(trainer.device))
 
 
 def heldout_by_pots(run: Path) -> Dict[int, float]:
@@ -248,10 +267,12 @@ def method_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
             f"{r['k_hat']}" + (f" ({r['k_eff']})" if "k_eff" in r else "") for r in results
         )
         resp = [r["mean_max_resp"] for r in results if "mean_max_resp" in r]
+        posterior = [r["mean_max_posterior"] for r in results if "mean_max_posterior" in r]
         lines.append(
             f"| {name} | {method} | {_cell([r['acc'] for r in results])} "
             f"| {_cell([r['nmi'] for r in results])} | {_cell([r['ari'] for r in results])} "
             f"| {k_hat} | {_cell(resp) if resp else '-'} "
+            f"| {_cell(posterior) if posterior else '-'} "
             f"| {statistics.median(r['time_s'] for r in results):.1f} |"
         )
     return lines
@@ -327,8 +348,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_breast_cancer(out)
     table = [
-        "| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp | time s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp "
+        "| mean max posterior | time s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     stops = [
         "| data | stop rule | K-hat per seed | ARI | why it stopped |",

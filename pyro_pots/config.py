@@ -437,9 +437,10 @@ class CurriculumConfig(_Section):
     )
     parent_rule: str = _key(
         _choice(PARENT_RULES),
-        "normality",
-        "which candidate pot a new pot is split from: ``normality`` (least normal codes), "
-        "``recon`` (largest misfit) or ``usage`` (most data)",
+        "usage",
+        "which candidate pot a new pot is split from: ``usage`` (the most data, as bisecting "
+        "k-means splits its largest cluster), ``normality`` (least normal codes) or "
+        "``recon`` (largest misfit)",
     )
 
 

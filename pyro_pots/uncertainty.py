@@ -37,6 +37,20 @@ encoder's routing) :func:`row_scores` gives:
     (:math:`\mathrm{IWAE}_c \ge \mathrm{ELBO}_c` in expectation and
     :math:`\log\sum_c \pi_c e^{a_c} \ge \sum_c r_c (a_c + \log\pi_c - \log r_c)`) and
     tends to :math:`-\log p(x)` as :math:`S` grows.
+``max_posterior``
+    :math:`\max_c p(c\mid x)`, the posterior over pots of the discrete mixture, with each
+    pot's ELBO (or, with ``num_samples``, its IWAE bound) in place of
+    :math:`\log p_c(x)`:
+
+    .. math::
+
+        p(c\mid x) = \frac{\pi_c\, e^{\mathrm{ELBO}_c(x)}}
+            {\sum_{c'\in A} \pi_{c'}\, e^{\mathrm{ELBO}_{c'}(x)}}.
+
+    It is the :math:`q(c\mid x)` that makes the mixture bound of ``neg_elbo`` tightest.
+    ``max_resp`` reads the encoder's amortised :math:`r(x)` instead, whose maximum the
+    logit prior caps: at its component mean :math:`M e_c` the softmax is
+    :math:`e^M / (e^M + |A| - 1)` (0.93 with M = 5 and 12 open pots).
 ``ood_score``
     the row's misfit *within its own pot*, relative to that pot's typical training row:
     with :math:`\ell_c(x) = -\mathrm{ELBO}_c(x)` (or :math:`-\mathrm{IWAE}_c(x)`) and
@@ -74,7 +88,7 @@ from pyro_pots.sites import DATA_PLATE, OBS, Z
 from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
 
 #: columns of :func:`row_scores`, in the order the CSV writes them.
-COLUMNS = ("pot", "max_resp", "entropy", "neg_elbo", "ood_score")
+COLUMNS = ("pot", "max_resp", "entropy", "neg_elbo", "ood_score", "max_posterior")
 #: rows x particles per batch in :func:`iw_log_likelihood` (bounds the decoder's memory).
 _BATCH = 1 << 16
 
@@ -182,6 +196,24 @@ class _seeded:
         pyro.util.set_rng_state(self.state)
 
 
+def pot_posterior(nll: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The posterior over the open pots ``(N, A)`` of the discrete mixture with weights
+    ``weights`` ``(A,)`` and per-pot misfits ``nll`` ``(N, A)`` (``-ELBO_c`` or ``-IWAE_c``,
+    from :func:`pot_misfit`): ``softmax_c(log pi_c - nll_c)``."""
+    return (weights.log() - nll).softmax(-1)
+
+
+@torch.no_grad()
+def mean_max_posterior(vae: PotsVAE, x: torch.Tensor, rows: int = 4096) -> float:
+    """The mean over the rows of ``x`` of ``max_posterior`` (each pot's ELBO, one seeded
+    draw; the weights are the mean responsibilities of ``x`` itself), computed ``rows``
+    rows at a time so that every open pot's decoding of a chunk fits in memory."""
+    parts = [pot_misfit(vae, chunk, None) for chunk in x.split(rows)]
+    resp = torch.cat([part[0] for part in parts])
+    nll = torch.cat([part[2] for part in parts])
+    return pot_posterior(nll, mixture_weights(resp)).max(-1).values.mean().item()
+
+
 def calibrate(vae: PotsVAE, train_x: torch.Tensor, num_samples: Optional[int]) -> Calibration:
     """Mixture weights and each pot's median misfit on its training rows ``train_x``."""
     resp, _, nll = pot_misfit(vae, train_x, num_samples)
@@ -218,6 +250,11 @@ def row_scores(
         "entropy": (-torch.special.xlogy(resp, resp).sum(-1)).cpu().double().numpy(),
         "neg_elbo": neg_elbo.cpu().double().numpy(),
         "ood_score": ood.cpu().double().numpy(),
+        "max_posterior": pot_posterior(nll, calibration.weights)
+        .max(-1)
+        .values.cpu()
+        .double()
+        .numpy(),
     }
 
 

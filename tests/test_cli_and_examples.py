@@ -40,7 +40,9 @@ def test_fit_writes_a_complete_run_directory(tmp_path):
     assert summary["n_active"] == len(summary["active"]) == len(summary["usage"])
     assert sum(summary["usage"].values()) == pytest.approx(1.0)
     assert set(summary["clustering"]) == {"acc", "nmi", "ari"}
-    assert set(summary["peakiness"]) == {"mean_max_resp", "mean_entropy"}
+    peak = summary["peakiness"]
+    assert set(peak) == {"mean_max_resp", "mean_entropy", "mean_max_posterior"}
+    assert 1 / summary["n_active"] <= peak["mean_max_posterior"] <= 1
     history = list(csv.DictReader(open(out / "history.csv")))
     assert len(history) == summary["epochs"] <= 14
     assert {"train_loss", "heldout_loss", "lam", "temperature", "usage_0"} <= set(history[0])

@@ -106,7 +106,7 @@ TABLE_DEFAULTS = {
     "curriculum.min_agreement": 0.5,
     "curriculum.init_noise": 0.01,
     "curriculum.new_pot_init": "copy",
-    "curriculum.parent_rule": "normality",
+    "curriculum.parent_rule": "usage",
     "train.max_epochs": 800,
     "train.device": "auto",
     "train.threads": 2,

@@ -70,6 +70,13 @@ def test_entropy_max_resp_and_neg_elbo_against_independent_formulas(vae):
     np.testing.assert_allclose(scores["entropy"], scipy_entropy(resp, axis=1), rtol=1e-5)
     np.testing.assert_allclose(scores["max_resp"], resp.max(1), rtol=1e-6)
     assert scores["pot"].tolist() == np.array([0, 2])[resp.argmax(1)].tolist()
+    # the mixture's posterior over pots: pi_c exp(ELBO_c) normalised, pi the calibration rows'
+    # mean responsibility, ELBO_c with the same (seeded) draw as pot_misfit
+    elbo = pot_scores(vae, x, vae.active, generator=torch.Generator().manual_seed(0)).elbo
+    joint = np.log(resp.mean(0)) + elbo.double().numpy()
+    posterior = np.exp(joint - joint.max(1, keepdims=True))
+    posterior /= posterior.sum(1, keepdims=True)
+    np.testing.assert_allclose(scores["max_posterior"], posterior.max(1), rtol=1e-5)
     # the plain neg_elbo is above the IW one (a looser upper bound on -log p(x)) on average
     iw = row_scores(vae, x, calibrate(vae, x, 64), num_samples=64)
     assert iw["neg_elbo"].mean() < scores["neg_elbo"].mean()

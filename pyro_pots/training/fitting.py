@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pyro_pots import plots, run_dir
+from pyro_pots import plots, run_dir, uncertainty
 from pyro_pots.config import Config, load_config, save_config
 from pyro_pots.data import Dataset, load_data
 from pyro_pots.errors import FitInterrupted, PotsInputError
@@ -240,6 +240,9 @@ def summarize(
         "peakiness": {
             "mean_max_resp": float(resp.max(-1).mean()),
             "mean_entropy": float(entropy.mean()),
+            "mean_max_posterior": uncertainty.mean_max_posterior(
+                trainer.vae, torch.from_numpy(data.X).to(trainer.device)
+            ),
         },
         "final_loss": history[-1]["train_loss"] if history else None,
         "heldout_loss": trainer.evaluate(full=False)["heldout_loss"],

@@ -244,17 +244,14 @@ def row_scores(
         neg_elbo = -(log_w - nll).logsumexp(-1)
     own = nll.gather(-1, assign[:, None]).squeeze(-1)
     ood = own - calibration.median[assign]
+    posterior = pot_posterior(nll, calibration.weights)
     return {
         "pot": pots[assign].cpu().numpy(),
         "max_resp": resp.max(-1).values.cpu().double().numpy(),
         "entropy": (-torch.special.xlogy(resp, resp).sum(-1)).cpu().double().numpy(),
         "neg_elbo": neg_elbo.cpu().double().numpy(),
         "ood_score": ood.cpu().double().numpy(),
-        "max_posterior": pot_posterior(nll, calibration.weights)
-        .max(-1)
-        .values.cpu()
-        .double()
-        .numpy(),
+        "max_posterior": posterior.max(-1).values.cpu().double().numpy(),
     }
 
 

@@ -80,10 +80,11 @@ def step_of(loss: Callable, optimizer) -> Callable:
     return step
 
 
-def phases_of(loss: Callable, optimizer, seconds: Dict[str, float], device) -> Callable:
+def phases_of(loss: Callable, optimizer, seconds: Dict[str, float]) -> Callable:
     """A step that adds the seconds of its forward, backward and update to ``seconds``."""
 
     def step(x: torch.Tensor) -> None:
+        device = x.device
         t0 = time.perf_counter()
         value = loss(x)
         sync(device)
@@ -139,7 +140,7 @@ def pyro_vs_twin(data_dim, rows, batch_size, num_pots, open_pots, steps, repeats
         optimizer = adam(vae.parameters(), 1e-3)
         loss = build(vae, active)  # one loss for both: a JIT ELBO compiles once
         runs[name] = step_of(loss, optimizer)
-        phase_runs[name] = phases_of(loss, optimizer, phase_seconds[name], device)
+        phase_runs[name] = phases_of(loss, optimizer, phase_seconds[name])
         timed(runs[name], batches[:3])  # warm-up (and the JIT's compilation)
     seconds: Dict[str, List[float]] = {name: [] for name in runs}
     phase_ms: Dict[str, Dict[str, List[float]]] = {

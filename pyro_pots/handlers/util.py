@@ -19,13 +19,27 @@ def along_channels(per_pot: torch.Tensor, frame: CondIndepStackFrame) -> torch.T
     """
     Lay a per-pot tensor along the channels plate, whose dim is ``frame.dim``.
 
-    ``(..., N, K)`` (pot axis last, rows inside the channels plate) becomes
-    ``(..., K, N)``; a plain per-pot vector ``(K,)`` becomes ``(K, 1)``.
+    ``per_pot`` has the pot axis last and, before it, the batch dims of a site outside the
+    channels plate: where those reach the channels plate's slot it holds a size-1 dim
+    (batch dims of vectorized particles or of a vectorized ``Predictive`` sit further
+    left), and the pot axis takes its place. So ``(N, K)`` becomes ``(K, N)``,
+    ``(P, 1, N, K)`` becomes ``(P, K, N)``, and a plain per-pot vector ``(K,)`` becomes
+    ``(K, 1)``.
     """
+    if per_pot.dim() - 1 >= -frame.dim:  # the batch dims reach the channels slot
+        slot = frame.dim - 1  # counted from the right of per_pot, whose last dim is the pots
+        if per_pot.shape[slot] != 1:
+            raise ValueError(
+                f"a per-pot tensor of shape {tuple(per_pot.shape)} has size "
+                f"{per_pot.shape[slot]} at the {frame.name!r} plate's dim {frame.dim}; "
+                "expected 1 there (it comes from a site outside that plate)"
+            )
+        per_pot = per_pot.squeeze(slot)
     inner = -1 - frame.dim  # plate dims nested inside the channels plate
-    if per_pot.dim() - 1 >= inner:
-        return per_pot.movedim(-1, frame.dim)
-    return per_pot.reshape(per_pot.shape + (1,) * inner)
+    missing = inner - (per_pot.dim() - 1)
+    if missing > 0:
+        per_pot = per_pot.reshape((1,) * missing + per_pot.shape)
+    return per_pot.movedim(-1, frame.dim)
 
 
 def and_mask(msg: Message, mask) -> None:

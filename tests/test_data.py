@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import inspect
 import re
+import tracemalloc
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ from pyro_pots.data import (
     LIKELIHOODS,
     SYNTHETIC_SPEC_KEYS,
     Dataset,
+    limits,
     load_data,
     load_digits,
     make_synthetic,
@@ -590,3 +593,210 @@ def test_a_name_too_long_for_the_file_system(tmp_path: Path) -> None:
         load_data(name)
     with bad_input(f"data file '{tmp_path / name}.npy'", "cannot be read"):
         read_file(tmp_path / f"{name}.npy")
+
+
+# ---------------------------------------------------------------------------------------------
+# declared sizes (issue 16): checked before anything of that size is allocated
+
+
+@contextmanager
+def peak_allocation_below(limit: int) -> Iterator[None]:
+    """Fail if the block's traced peak (numpy's buffers included) reaches ``limit`` bytes."""
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < limit, f"peak allocation {peak} bytes"
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    """A version 1.0 .npy header declaring ``shape``, as np.save writes it."""
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    text += " " * (-(len(text) + 11) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+
+
+@pytest.fixture
+def small_limit(monkeypatch: pytest.MonkeyPatch) -> int:
+    """MAX_VALUES lowered to 10^5, so that tests stay small and fast."""
+    monkeypatch.setattr(limits, "MAX_VALUES", 10**5)
+    return 10**5
+
+
+def test_npy_declaring_a_huge_shape(tmp_path: Path) -> None:
+    # the report's case: a 192-byte file declaring (10^6, 10^6) gave an _ArrayMemoryError
+    path = tmp_path / "huge.npy"
+    path.write_bytes(npy_header((10**6, 10**6)) + bytes(64))
+    with peak_allocation_below(2**20), bad_input("huge.npy", "(1000000, 1000000)", "limit"):
+        read_file(path)
+
+
+def test_npy_declaring_more_than_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "short.npy"
+    path.write_bytes(npy_header((1000, 1000)) + bytes(800))
+    with peak_allocation_below(2**20), bad_input("short.npy", "truncated", "8000000 bytes"):
+        read_file(path)
+
+
+def test_npz_member_declaring_a_huge_shape(tmp_path: Path) -> None:
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("X.npy", npy_header((10**6, 10**6)) + bytes(64))
+    with peak_allocation_below(2**20), bad_input("huge.npz", "array 'X'", "limit"):
+        read_file(path)
+
+
+def test_npz_member_declaring_more_than_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "short.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", npy_header((1000, 1000)) + bytes(800))
+    with peak_allocation_below(2**20), bad_input("short.npz", "truncated"):
+        read_file(path)
+
+
+def test_compressed_npz_beyond_the_limit_is_refused_before_decompressing(
+    tmp_path: Path, small_limit: int
+) -> None:
+    # the report's case, scaled down: a small archive of zeros that decompresses 1000-fold
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, X=np.zeros((400, 1000)))
+    assert path.stat().st_size < 10_000
+    with peak_allocation_below(2**20), bad_input("bomb.npz", "400000 values", "limit"):
+        read_file(path)
+
+
+def test_labels_beyond_the_limit_are_refused(tmp_path: Path, small_limit: int) -> None:
+    path = tmp_path / "d.npz"
+    np.savez_compressed(path, X=np.zeros((10, 2)), y=np.zeros(small_limit + 1, dtype=np.int8))
+    with bad_input("d.npz", "array 'y'", "limit"):
+        read_file(path)
+
+
+def test_data_at_the_limit_still_reads(tmp_path: Path, small_limit: int) -> None:
+    np.save(tmp_path / "d.npy", np.ones((small_limit // 10, 10)))
+    np.savez_compressed(tmp_path / "d.npz", X=np.ones((small_limit // 10, 10)))
+    assert read_file(tmp_path / "d.npy").X.size == small_limit
+    assert read_file(tmp_path / "d.npz").X.size == small_limit
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_declaring_a_huge_shape(tmp_path: Path, gz: bool) -> None:
+    body = idx_bytes(2051, (60000, 10000, 10000), bytes(400))
+    path = tmp_path / ("x-idx3-ubyte.gz" if gz else "x-idx3-ubyte")
+    path.write_bytes(gzip.compress(body) if gz else body)
+    with peak_allocation_below(2**20), bad_input(path.name, "(60000, 10000, 10000)", "limit"):
+        read_file(path)
+
+
+def test_gzipped_idx_beyond_the_limit_is_refused_before_decompressing(
+    tmp_path: Path, small_limit: int
+) -> None:
+    # the report's case, scaled down: a small .gz whose header declares a large body of zeros
+    path = tmp_path / "x-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(2051, (500, 20, 20), bytes(500 * 400))))
+    assert path.stat().st_size < 2_000
+    with peak_allocation_below(2**20), bad_input(path.name, "200000 values", "limit"):
+        read_file(path)
+
+
+def test_gzipped_idx_longer_than_declared(tmp_path: Path, images: np.ndarray) -> None:
+    path = tmp_path / "x-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(2051, images.shape, images.tobytes() + bytes(10**6))))
+    with peak_allocation_below(2**20), bad_input(path.name, "size mismatch"):
+        read_file(path)
+
+
+def test_idx_labels_count_is_checked_before_their_body(tmp_path: Path, images: np.ndarray) -> None:
+    path = write_idx_pair(tmp_path, images, np.arange(6), gz=False)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(2049, (2**31,), bytes(6)))
+    with bad_input("train-labels-idx1-ubyte", f"{2**31} labels for 6 images"):
+        read_file(path)
+
+
+def test_synthetic_spec_beyond_the_limit() -> None:
+    with peak_allocation_below(2**20), bad_input("data spec", "n_rows", "limit"):
+        load_data("synthetic:n=10000000000000")
+    with bad_input("data spec", "n_clusters", "limit"):
+        load_data("synthetic:k=100000,n=100000")
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV header rule, unreadable files, labels out of range, bounded messages (issue 16)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("1,2x,3\n4,5,6\n", ("row 1, column 2", "non-numeric value '2x' among numbers")),
+        ("1,,3\n4,5,6\n", ("row 1, column 2", "non-numeric value ''")),
+        ("a,b,2020\n4,5,6\n", ("row 1, column 3", "numeric value '2020' among names")),
+        ("\n\nx,1\n1,2\n", ("row 3, column 1",)),
+    ],
+)
+def test_csv_first_row_mixing_names_and_numbers(tmp_path: Path, text: str, fragments) -> None:
+    # a typo in the first data row used to turn it silently into a header
+    path = write_csv(tmp_path / "d.csv", text)
+    with bad_input("d.csv", *fragments, "all names (a header) or all numbers"):
+        read_file(path)
+
+
+def test_csv_header_of_names_and_first_row_of_numbers_still_read(tmp_path: Path) -> None:
+    data = read_file(write_csv(tmp_path / "h.csv", "a,b,label\n1,2,0\n3,4,1\n"))
+    assert data.X.tolist() == [[1, 2], [3, 4]] and data.labels.tolist() == [0, 1]
+    assert read_file(write_csv(tmp_path / "n.csv", "1,2\n3,4\n")).X.shape == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.npy", "d.npz", "x-idx3-ubyte"])
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # we run as root, where chmod 000 does not stop reading: make open() refuse instead
+    path = tmp_path / name
+    path.write_bytes(b"1,2\n")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with bad_input(name, "cannot be read (Permission denied)"):
+        read_file(path)
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([0.0, 1e30]),
+        np.array([0.0, -1e19]),
+        np.array([0, 2**64 - 1], dtype=np.uint64),
+        np.array([0, -(2**63)], dtype=np.int64),
+    ],
+)
+def test_labels_beyond_the_int64_safe_range(tmp_path: Path, y: np.ndarray) -> None:
+    # 1e30 used to become INT64_MIN, and a uint64 above 2**63 to wrap to a negative label
+    np.savez(tmp_path / "d.npz", X=np.ones((2, 2)), y=y)
+    with bad_input("d.npz", "array 'y'", "magnitude at most 9007199254740992", "label 1"):
+        read_file(tmp_path / "d.npz")
+
+
+def test_csv_label_of_1e30(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", "a,label\n1,0\n2,1e30\n")
+    with bad_input("d.csv", "column 'label'", "label 1 (0-based) is 1e+30"):
+        read_file(path)
+
+
+def test_labels_at_the_bound_are_kept_exactly() -> None:
+    y = np.array([2**53, -(2**53), 7], dtype=np.float64)
+    data = Dataset(X=np.ones((3, 1)), labels=y)
+    assert data.labels.tolist() == [2**53, -(2**53), 7]
+
+
+def test_long_cells_and_specs_are_cut_in_messages(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", f"1,2\n3,{'x' * 100_000}\n")
+    with bad_input("d.csv", "row 2, column 2", "..."):
+        read_file(path)
+    with pytest.raises(PotsInputError) as info:
+        read_file(path)
+    assert len(str(info.value)) < 300
+    with pytest.raises(PotsInputError) as info:
+        load_data("synthetic:k=" + "7" * 100_000)
+    assert len(str(info.value)) < 6000

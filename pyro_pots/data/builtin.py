@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pyro_pots.data import limits
 from pyro_pots.data.dataset import Dataset
+from pyro_pots.data.limits import shown
 from pyro_pots.errors import PotsInputError
 
 # Width of the hidden layer of the fixed random map from latent space to feature space.
@@ -40,7 +42,7 @@ def _is_real(value: object) -> bool:
 def _int_at_least(low: int) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if not _is_int(value) or value < low:
-            return f"must be an integer >= {low}, got {value!r}"
+            return f"must be an integer >= {low}, got {shown(value)}"
         return None
 
     return check
@@ -48,7 +50,7 @@ def _int_at_least(low: int) -> Callable[[object], str | None]:
 
 def _positive_real(value: object) -> str | None:
     if not _is_real(value) or not math.isfinite(float(value)) or float(value) <= 0:
-        return f"must be a finite number > 0, got {value!r}"
+        return f"must be a finite number > 0, got {shown(value)}"
     return None
 
 
@@ -116,6 +118,7 @@ def make_synthetic(
             f"make_synthetic: n_rows ({n_rows}) must be >= n_clusters ({n_clusters}) "
             "so that every cluster has a row"
         )
+    _check_synthetic_size(n_clusters, n_features, n_rows, latent_dim)
     # Independent streams, so changing n_rows does not change the map or the centres.
     centre_rng, map_rng, sample_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3)
@@ -127,6 +130,27 @@ def make_synthetic(
     scale = math.sqrt(float(centres.var()) + 1.0)
     X = _random_map(map_rng, latent, int(n_features), scale=scale)
     return Dataset(X=X.astype(np.float32), labels=labels.astype(np.int64), name="synthetic")
+
+
+def _check_synthetic_size(n_clusters: int, n_features: int, n_rows: int, latent_dim: int) -> None:
+    """Refuse arguments whose largest intermediate array would exceed :data:`MAX_VALUES`.
+
+    Those are the rows times the widest layer (features, latent or hidden units) and the
+    centres' candidate cloud and distance matrix (clusters times max(64, clusters) times
+    latent_dim).
+    """
+    rows = n_rows * max(n_features, latent_dim, _HIDDEN_UNITS)
+    centres = n_clusters * max(n_clusters, 64) * latent_dim
+    sizes = {
+        "n_rows x max(n_features, latent_dim, 64)": rows,
+        "n_clusters x max(n_clusters, 64) x latent_dim": centres,
+    }
+    for what, size in sizes.items():
+        if size > limits.MAX_VALUES:
+            raise PotsInputError(
+                f"make_synthetic: {what} is {shown(size)} values, more than the limit of "
+                f"{limits.MAX_VALUES} (pyro_pots.data.limits.MAX_VALUES)"
+            )
 
 
 def _cluster_centres(

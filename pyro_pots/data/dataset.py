@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pyro_pots.data import limits
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model.likelihoods import LIKELIHOODS
 
@@ -65,6 +66,8 @@ def as_labels(labels: object, n_rows: int, where: str) -> np.ndarray:
     """Check that ``labels`` is a 1-D integer-valued array with ``n_rows`` entries.
 
     Float labels are accepted when every value is a whole number (CSV columns parse as float).
+    Every label must lie within :data:`~pyro_pots.data.limits.MAX_ABS_LABEL` of 0 (2**53),
+    so that it converts to int64 exactly.
 
     :param labels: the candidate label vector.
     :param n_rows: number of rows of the matching data matrix.
@@ -80,15 +83,24 @@ def as_labels(labels: object, n_rows: int, where: str) -> np.ndarray:
         raise PotsInputError(
             f"{where}: {labels.shape[0]} labels for {n_rows} data rows; counts must match"
         )
-    if labels.dtype.kind in "biu":
-        return labels.astype(np.int64)
-    if labels.dtype.kind != "f":
+    if labels.dtype.kind not in "biuf":
         raise PotsInputError(f"{where}: labels must be integers, got dtype {labels.dtype}")
-    whole = np.isfinite(labels) & (labels == np.round(labels))
-    if not whole.all():
-        i = int(np.flatnonzero(~whole)[0])
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            i = int(np.flatnonzero(~whole)[0])
+            raise PotsInputError(
+                f"{where}: labels must be integers; label {i} (0-based) is {labels[i]}"
+            )
+    # Integers compare in their own dtype (a uint64 must not wrap), floats as float64 (2**53
+    # overflows a float16).
+    values = labels.astype(np.float64) if labels.dtype.kind == "f" else labels
+    outside = (values > limits.MAX_ABS_LABEL) | (values < -limits.MAX_ABS_LABEL)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
         raise PotsInputError(
-            f"{where}: labels must be integers; label {i} (0-based) is {labels[i]}"
+            f"{where}: labels must be integers of magnitude at most {limits.MAX_ABS_LABEL}; "
+            f"label {i} (0-based) is {labels[i]}"
         )
     return labels.astype(np.int64)
 

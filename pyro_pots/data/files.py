@@ -1,22 +1,33 @@
 """Readers for user data files: ``.npz``, ``.npy``, ``.csv`` and MNIST IDX (optionally gzipped).
 
 Every problem with a file becomes a one-line :class:`PotsInputError` naming the file.
+
+A header's declared size is never trusted: the shape in an ``.npy`` header, in each ``.npz``
+member's header and in an IDX header is checked against
+:data:`~pyro_pots.data.limits.MAX_VALUES` and against the bytes that follow (the file's
+size, a zip member's declared size, a gzip stream read to one byte past the declared size)
+before any array of that shape is allocated.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import lzma
+import math
 import os
 import re
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from pyro_pots.data import limits
 from pyro_pots.data.dataset import Dataset, as_feature_matrix, as_labels
+from pyro_pots.data.limits import MAX_SHOWN_CHARS, clipped, shown
 from pyro_pots.errors import PotsInputError
 
 #: Header names (case-insensitive) that mark a CSV column as class labels.
@@ -70,66 +81,181 @@ def read_file(path: str | os.PathLike[str]) -> Dataset:
 
 
 def _one_line(error: BaseException) -> str:
-    """Collapse an exception's text to one line for embedding in our message."""
-    return " ".join(str(error).split()) or type(error).__name__
+    """Collapse an exception's text to one line (and a bounded length) for our message."""
+    return clipped(" ".join(str(error).split()) or type(error).__name__, 2 * MAX_SHOWN_CHARS)
 
 
-def _numpy_load_problem(error: BaseException) -> str:
-    """Translate np.load's errors (under allow_pickle=False) into a user-facing phrase."""
-    text = str(error)
-    if "Object arrays" in text:
-        return "holds an object-dtype array; only numeric arrays are supported"
-    if "pickled" in text:
-        # np.load falls back to unpickling anything without a numpy/zip signature.
-        return "not a numpy file (no .npy/.npz signature; pickles are not loaded for safety)"
-    return f"not a valid numpy file ({_one_line(error)})"
+def _open(file: Path, where: str) -> BinaryIO:
+    """Open ``file`` for reading bytes; an OS refusal (permissions, ...) is one line."""
+    try:
+        return file.open("rb")
+    except OSError as error:
+        raise PotsInputError(f"{where}: cannot be read ({error.strerror or error})") from None
 
 
-# What np.load and zip/zlib raise on corrupt or truncated input.
-_LOAD_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+def _check_count(shape: tuple[int, ...], where: str) -> int:
+    """The number of values of a declared ``shape``, checked against :data:`MAX_VALUES`."""
+    if any(side < 0 for side in shape):
+        raise PotsInputError(f"{where}: invalid shape {shown(shape)} (a negative size)")
+    count = math.prod(shape)
+    if count > limits.MAX_VALUES:
+        raise PotsInputError(
+            f"{where}: declares shape {shown(shape)}, {count} values, more than the limit of "
+            f"{limits.MAX_VALUES} (pyro_pots.data.limits.MAX_VALUES)"
+        )
+    return count
+
+
+# np.load's signatures: what a file starts with decides how numpy would read it.
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+_NO_SIGNATURE = "not a numpy file (no .npy/.npz signature; pickles are not loaded for safety)"
+
+
+def _signature(stream: BinaryIO, where: str) -> str:
+    """``"npy"`` or ``"zip"`` by the file's first bytes, as np.load tells them apart."""
+    start = stream.read(len(np.lib.format.MAGIC_PREFIX))
+    stream.seek(0)
+    if not start:
+        raise PotsInputError(f"{where}: not a valid numpy file (empty file)")
+    if start.startswith(_ZIP_SIGNATURES):
+        return "zip"
+    if start == np.lib.format.MAGIC_PREFIX:
+        return "npy"
+    raise PotsInputError(f"{where}: {_NO_SIGNATURE}")
+
+
+def _npy_header(stream: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Read an ``.npy`` header (the stream at its start): the declared shape and dtype.
+
+    Nothing is allocated for the data: the caller checks the declared size first.
+    """
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:  # 3.0 exists only for structured dtypes with unicode field names: never numeric
+        raise PotsInputError(
+            f"{where}: .npy format version {version[0]}.{version[1]} is not supported "
+            "(numeric arrays are written as 1.0 or 2.0)"
+        )
+    if dtype.hasobject:
+        raise PotsInputError(
+            f"{where}: holds an object-dtype array; only numeric arrays are supported"
+        )
+    return shape, dtype
+
+
+def _check_declared(shape: tuple[int, ...], dtype: np.dtype, available: int, where: str) -> None:
+    """Check a declared array against :data:`MAX_VALUES` and the ``available`` data bytes."""
+    needed = _check_count(shape, where) * dtype.itemsize
+    if needed > available:
+        raise PotsInputError(
+            f"{where}: not a valid numpy file (truncated: its header declares shape "
+            f"{shown(shape)} of {dtype}, {needed} bytes, but {available} bytes follow)"
+        )
+
+
+# What zipfile, its decompressors and numpy's header parser raise on corrupt input.
+_ZIP_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    RuntimeError,  # an encrypted member
+    NotImplementedError,  # an unsupported compression method
+)
 
 
 def _read_npz(file: Path, where: str) -> tuple[np.ndarray, np.ndarray | None, None]:
-    """Read array ``X`` and optional ``y`` from an ``.npz`` archive."""
-    try:
-        loaded = np.load(file, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
+    """Read array ``X`` and optional ``y`` from an ``.npz`` archive.
+
+    Each member's header is read first and its declared size checked against
+    :data:`MAX_VALUES` and the member's size, so a small archive that declares a huge array
+    (or decompresses to one) is refused before anything of that size is allocated.
+    """
+    with _open(file, where) as stream:
+        kind = _signature(stream, where)
+        if kind == "npy":
             raise PotsInputError(f"{where}: not an .npz archive (looks like a single .npy array)")
-        with loaded as archive:
-            keys = sorted(archive.files)
-            if "X" not in keys:
-                found = ", ".join(keys) if keys else "none"
-                raise PotsInputError(
-                    f"{where}: needs an array named 'X' (optional labels 'y'); found: {found}"
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                names = archive.namelist()
+                if _npz_member(names, "X") is None:
+                    found = ", ".join(sorted({_npz_key(name) for name in names})) or "none"
+                    raise PotsInputError(
+                        f"{where}: needs an array named 'X' (optional labels 'y'); found: "
+                        f"{clipped(found)}"
+                    )
+                X = _read_npz_array(archive, _npz_member(names, "X"), f"{where}: array 'X'")
+                y_name = _npz_member(names, "y")
+                y = (
+                    None
+                    if y_name is None
+                    else _read_npz_array(archive, y_name, f"{where}: array 'y'")
                 )
-            X = archive["X"]
-            y = archive["y"] if "y" in keys else None
-    except PotsInputError:
-        raise
-    except _LOAD_ERRORS as error:
-        raise PotsInputError(f"{where}: {_numpy_load_problem(error)}") from error
+        except PotsInputError:
+            raise
+        except _ZIP_ERRORS as error:
+            raise PotsInputError(f"{where}: not a valid numpy file ({_one_line(error)})") from error
     X = as_feature_matrix(X, f"{where}: array 'X'")
     labels = None if y is None else as_labels(y, X.shape[0], f"{where}: array 'y'")
     return X, labels, None
 
 
+def _npz_key(name: str) -> str:
+    """The key numpy gives a member: its name without ``.npy``."""
+    return name[:-4] if name.endswith(".npy") else name
+
+
+def _npz_member(names: list[str], key: str) -> str | None:
+    """The member numpy reads for ``archive[key]``: ``key`` itself, else ``key.npy``."""
+    for name in (key, key + ".npy"):
+        if name in names:
+            return name
+    return None
+
+
+def _read_npz_array(archive: zipfile.ZipFile, name: str, where: str) -> np.ndarray:
+    """Read one ``.npy`` member after checking its declared size."""
+    info = archive.getinfo(name)
+    with archive.open(info) as member:
+        if member.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+            raise PotsInputError(f"{where}: not a .npy array ({_NO_SIGNATURE})")
+    with archive.open(info) as member:
+        shape, dtype = _npy_header(member, where)
+        # zipfile never yields more than the member's declared (uncompressed) size.
+        _check_declared(shape, dtype, info.file_size - member.tell(), where)
+    with archive.open(info) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
+
+
 def _read_npy(file: Path, where: str) -> np.ndarray:
-    """Read a 2-D numeric array from an ``.npy`` file."""
-    try:
-        array = np.load(file, allow_pickle=False)
-    except _LOAD_ERRORS as error:
-        raise PotsInputError(f"{where}: {_numpy_load_problem(error)}") from error
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise PotsInputError(f"{where}: not a .npy array (looks like an .npz archive)")
+    """Read a 2-D numeric array from an ``.npy`` file, its declared size checked first."""
+    with _open(file, where) as stream:
+        if _signature(stream, where) == "zip":
+            raise PotsInputError(f"{where}: not a .npy array (looks like an .npz archive)")
+        try:
+            shape, dtype = _npy_header(stream, where)
+            _check_declared(shape, dtype, os.fstat(stream.fileno()).st_size - stream.tell(), where)
+            stream.seek(0)
+            array = np.load(stream, allow_pickle=False)
+        except PotsInputError:
+            raise
+        except (OSError, ValueError, EOFError) as error:
+            raise PotsInputError(f"{where}: not a valid numpy file ({_one_line(error)})") from error
     return as_feature_matrix(array, where)
 
 
 def _read_csv(file: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a numeric comma-separated file with an optional header and label column.
 
-    A first row with any non-numeric cell is the header. Messages number rows as file lines
-    (from 1, header and blank lines included) and columns from 1, as a text editor shows them.
+    The first row is a header when none of its cells is a number, a data row when all are;
+    a first row that mixes the two (a typo in a data row, a number in a header) is an error,
+    since either reading of it would be a guess. Messages number rows as file lines (from 1,
+    header and blank lines included) and columns from 1, as a text editor shows them.
     """
     try:
         # utf-8-sig drops the byte-order mark that spreadsheet exports often start with.
@@ -139,9 +265,11 @@ def _read_csv(file: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise PotsInputError(f"{where}: not a UTF-8 text file ({_one_line(error)})") from error
     except csv.Error as error:
         raise PotsInputError(f"{where}: malformed CSV ({_one_line(error)})") from error
+    except OSError as error:
+        raise PotsInputError(f"{where}: cannot be read ({error.strerror or error})") from None
     if not rows:
         raise PotsInputError(f"{where}: empty file (no rows)")
-    header = rows[0][1] if not _is_numeric_row(rows[0][1]) else None
+    header = _csv_header(*rows[0], where)
     data_rows = rows[1:] if header is not None else rows
     if not data_rows:
         raise PotsInputError(f"{where}: has a header row but no data rows")
@@ -149,6 +277,7 @@ def _read_csv(file: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
     width = len(header) if header is not None else len(data_rows[0][1])
     if label_col is not None and width < 2:
         raise PotsInputError(f"{where}: has only the label column, no feature columns")
+    _check_count((len(data_rows), width), where)
     values = np.empty((len(data_rows), width), dtype=np.float64)
     for i, (line, row) in enumerate(data_rows):
         if len(row) != width:
@@ -157,8 +286,27 @@ def _read_csv(file: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
     _check_csv_finite(values, data_rows, where)
     if label_col is None:
         return values, None
-    labels = as_labels(values[:, label_col], len(values), f"{where}: column '{header[label_col]}'")
+    label_where = f"{where}: column {shown(header[label_col])}"
+    labels = as_labels(values[:, label_col], len(values), label_where)
     return np.delete(values, label_col, axis=1), labels
+
+
+def _csv_header(line: int, row: list[str], where: str) -> list[str] | None:
+    """The first row as a header (no cell is a number), or None (every cell is a number)."""
+    numeric = [_is_number(cell) for cell in row]
+    if all(numeric):
+        return None
+    if not any(numeric):
+        return row
+    # A mixed row: name the cell in the minority, the likely typo.
+    data_like = sum(numeric) >= len(row) - sum(numeric)
+    col = numeric.index(not data_like)
+    what = "non-numeric value" if data_like else "numeric value"
+    among = "numbers" if data_like else "names"
+    raise PotsInputError(
+        f"{where}: row {line}, column {col + 1}: {what} {shown(row[col])} among {among}; "
+        "the first row must be all names (a header) or all numbers (data)"
+    )
 
 
 def _check_csv_finite(
@@ -171,7 +319,7 @@ def _check_csv_finite(
         i, j = (int(k) for k in np.argwhere(bad)[0])
         raise PotsInputError(
             f"{where}: {n_bad} non-finite value(s) (NaN or inf); first at row {data_rows[i][0]}, "
-            f"column {j + 1}: {data_rows[i][1][j]!r}"
+            f"column {j + 1}: {shown(data_rows[i][1][j])}"
         )
 
 
@@ -185,9 +333,9 @@ def _csv_rows(handle: Iterable[str]) -> list[tuple[int, list[str]]]:
     return out
 
 
-def _is_numeric_row(row: list[str]) -> bool:
+def _is_number(cell: str) -> bool:
     try:
-        [float(cell) for cell in row]
+        float(cell)
     except ValueError:
         return False
     return True
@@ -197,7 +345,7 @@ def _label_column(header: list[str], where: str) -> int | None:
     """Index of the header column named ``label`` or ``y`` (case-insensitive), if any."""
     matches = [i for i, cell in enumerate(header) if cell.strip().lower() in CSV_LABEL_COLUMNS]
     if len(matches) > 1:
-        names = ", ".join(repr(header[i]) for i in matches)
+        names = ", ".join(shown(header[i]) for i in matches)
         raise PotsInputError(f"{where}: several label columns in the header ({names}); keep one")
     return matches[0] if matches else None
 
@@ -214,7 +362,7 @@ def _parse_row(row: list[str], line: int, where: str) -> list[float]:
         except ValueError:
             hint = " (the file must be comma-separated)" if re.search(r"[;\t]", cell) else ""
             raise PotsInputError(
-                f"{where}: row {line}, column {col}: non-numeric value {cell!r}{hint}"
+                f"{where}: row {line}, column {col}: non-numeric value {shown(cell)}{hint}"
             ) from None
     raise AssertionError("unreachable: some cell failed to parse")
 
@@ -223,9 +371,7 @@ def _read_idx_images(
     file: Path, where: str
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
     """Read MNIST IDX images scaled to [0, 1], plus labels from a sibling file if present."""
-    data = _read_bytes(file, where)
-    count, rows, cols = _idx_header(data, _IDX_IMAGES_MAGIC, 3, where)
-    pixels = _idx_payload(data, 16, count * rows * cols, where)
+    (count, rows, cols), pixels = _read_idx(file, _IDX_IMAGES_MAGIC, 3, where)
     if count == 0 or rows * cols == 0:
         raise PotsInputError(f"{where}: no data ({count} images of {rows}x{cols})")
     X = pixels.reshape(count, rows * cols).astype(np.float32) / np.float32(255.0)
@@ -234,45 +380,68 @@ def _read_idx_images(
     return X, labels, (rows, cols)
 
 
-def _read_bytes(file: Path, where: str) -> bytes:
-    try:
-        if file.name.lower().endswith(".gz"):
-            with gzip.open(file, "rb") as handle:
-                return handle.read()
-        return file.read_bytes()
-    except (OSError, EOFError, zlib.error) as error:
-        raise PotsInputError(f"{where}: cannot read ({_one_line(error)})") from error
+def _read_idx(
+    file: Path,
+    magic: int,
+    ndim: int,
+    where: str,
+    check_dims: Callable[[tuple[int, ...]], None] | None = None,
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """Read an IDX file of unsigned bytes: its ``ndim`` dimension sizes and its values.
+
+    The header is read alone; the declared size is checked against :data:`MAX_VALUES` (and
+    by ``check_dims``) and, for an uncompressed file, against the file's size before the
+    body is read; a gzipped body is read to at most one byte past the declared size.
+    """
+    gz = file.name.lower().endswith(".gz")
+    header_len = 4 + 4 * ndim
+    with _open(file, where) as raw:
+        try:
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+            dims = _idx_header(stream.read(header_len), magic, ndim, where)
+            if check_dims is not None:
+                check_dims(dims)
+            expected = header_len + _check_count(dims, where)
+            if not gz:
+                _check_idx_size(os.fstat(raw.fileno()).st_size, expected, where)
+            body = stream.read(expected - header_len + 1)
+        except (OSError, EOFError, zlib.error) as error:
+            raise PotsInputError(f"{where}: cannot read ({_one_line(error)})") from error
+    if len(body) > expected - header_len:
+        raise PotsInputError(
+            f"{where}: IDX size mismatch (more than {expected} bytes, header promises {expected})"
+        )
+    _check_idx_size(header_len + len(body), expected, where)
+    return dims, np.frombuffer(body, dtype=np.uint8)
 
 
-def _idx_header(data: bytes, magic: int, ndim: int, where: str) -> tuple[int, ...]:
+def _idx_header(header: bytes, magic: int, ndim: int, where: str) -> tuple[int, ...]:
     """Check the big-endian IDX magic number and return the ``ndim`` dimension sizes."""
     header_len = 4 + 4 * ndim
-    if len(data) < 4:
-        raise PotsInputError(f"{where}: truncated IDX file ({len(data)} bytes, no header)")
-    found = int.from_bytes(data[:4], "big")
+    if len(header) < 4:
+        raise PotsInputError(f"{where}: truncated IDX file ({len(header)} bytes, no header)")
+    found = int.from_bytes(header[:4], "big")
     if found != magic:
         raise PotsInputError(
             f"{where}: wrong IDX magic number {found} (0x{found:08x}), expected {magic}"
         )
-    if len(data) < header_len:
+    if len(header) < header_len:
         raise PotsInputError(
-            f"{where}: truncated IDX header ({len(data)} bytes, expected {header_len})"
+            f"{where}: truncated IDX header ({len(header)} bytes, expected {header_len})"
         )
-    return tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
 
 
-def _idx_payload(data: bytes, offset: int, size: int, where: str) -> np.ndarray:
-    """Return the ``size`` uint8 values after the header, insisting on the exact file size."""
-    expected = offset + size
-    if len(data) < expected:
+def _check_idx_size(size: int, expected: int, where: str) -> None:
+    """Insist on the exact size the header promises."""
+    if size < expected:
         raise PotsInputError(
-            f"{where}: truncated IDX file ({len(data)} bytes, header promises {expected})"
+            f"{where}: truncated IDX file ({size} bytes, header promises {expected})"
         )
-    if len(data) > expected:
+    if size > expected:
         raise PotsInputError(
-            f"{where}: IDX size mismatch ({len(data)} bytes, header promises {expected})"
+            f"{where}: IDX size mismatch ({size} bytes, header promises {expected})"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=offset)
 
 
 def _idx_labels_sibling(images: Path) -> Path | None:
@@ -291,9 +460,12 @@ def _idx_labels_sibling(images: Path) -> Path | None:
 def _read_idx_labels(file: Path, n_images: int, images_where: str) -> np.ndarray:
     """Read an IDX labels file and check it has one label per image."""
     where = f"labels file '{file}' (for {images_where})"
-    data = _read_bytes(file, where)
-    (count,) = _idx_header(data, _IDX_LABELS_MAGIC, 1, where)
-    labels = _idx_payload(data, 8, count, where)
-    if count != n_images:
-        raise PotsInputError(f"{where}: {count} labels for {n_images} images; counts must match")
+
+    def one_per_image(dims: tuple[int, ...]) -> None:
+        if dims[0] != n_images:
+            raise PotsInputError(
+                f"{where}: {dims[0]} labels for {n_images} images; counts must match"
+            )
+
+    _, labels = _read_idx(file, _IDX_LABELS_MAGIC, 1, where, one_per_image)
     return labels.astype(np.int64)

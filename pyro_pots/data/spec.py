@@ -17,6 +17,7 @@ from typing import NamedTuple
 from pyro_pots.data.builtin import load_digits, make_synthetic, synthetic_arg_problem
 from pyro_pots.data.dataset import Dataset
 from pyro_pots.data.files import read_file
+from pyro_pots.data.limits import MAX_SHOWN_PATH, clipped, shown
 from pyro_pots.errors import PotsInputError
 
 
@@ -51,18 +52,23 @@ def load_data(spec: str, likelihood: str | None = None) -> Dataset:
     :raises PotsInputError: on a malformed spec, unreadable file or unsupported values.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise PotsInputError(f"data spec must be a non-empty string, got {spec!r}")
+        raise PotsInputError(f"data spec must be a non-empty string, got {shown(spec)}")
     dataset = _load(spec.strip())
     if likelihood is not None:
         dataset.check_support(likelihood)
     return dataset
 
 
+def _named(spec: str) -> str:
+    """How messages name a spec: quoted, and cut at PATH_MAX (a spec may come from a config)."""
+    return f"data spec '{clipped(spec, MAX_SHOWN_PATH)}'"
+
+
 def _load(spec: str) -> Dataset:
     name, sep, options = spec.partition(":")
     if name == "digits":
         if sep:
-            raise PotsInputError(f"data spec '{spec}': 'digits' takes no options")
+            raise PotsInputError(f"{_named(spec)}: 'digits' takes no options")
         return load_digits()
     if name == "synthetic":
         return _load_synthetic(spec, options)
@@ -70,10 +76,10 @@ def _load(spec: str) -> Dataset:
         exists = Path(spec).exists()
     except OSError as error:  # e.g. a name too long for the file system
         raise PotsInputError(
-            f"data spec '{spec}': cannot be read as a file ({error.strerror or error})"
+            f"{_named(spec)}: cannot be read as a file ({error.strerror or error})"
         ) from None
     if not exists:
-        raise PotsInputError(f"data spec '{spec}': no such file, and not a {_BUILTIN_HELP}")
+        raise PotsInputError(f"{_named(spec)}: no such file, and not a {_BUILTIN_HELP}")
     return read_file(spec)
 
 
@@ -83,7 +89,7 @@ def _load_synthetic(spec: str, options: str) -> Dataset:
         return make_synthetic(**kwargs)
     except PotsInputError as error:
         # Cross-argument checks (e.g. n >= k) speak in argument names; keep the spec in view.
-        raise PotsInputError(f"data spec '{spec}': {error}") from error
+        raise PotsInputError(f"{_named(spec)}: {error}") from error
 
 
 def parse_synthetic_options(spec: str, options: str) -> dict[str, int | float]:
@@ -102,15 +108,16 @@ def parse_synthetic_options(spec: str, options: str) -> dict[str, int | float]:
         key, eq, text = (s.strip() for s in item.partition("="))
         if not eq:
             raise PotsInputError(
-                f"data spec '{spec}': expected KEY=VALUE, got '{item}'; allowed keys: {allowed}"
+                f"{_named(spec)}: expected KEY=VALUE, got '{clipped(item)}'; "
+                f"allowed keys: {allowed}"
             )
         if key not in SYNTHETIC_SPEC_KEYS:
             raise PotsInputError(
-                f"data spec '{spec}': unknown key '{key}'; allowed keys: {allowed}"
+                f"{_named(spec)}: unknown key '{clipped(key)}'; allowed keys: {allowed}"
             )
         entry = SYNTHETIC_SPEC_KEYS[key]
         if entry.argument in kwargs:
-            raise PotsInputError(f"data spec '{spec}': key '{key}' given more than once")
+            raise PotsInputError(f"{_named(spec)}: key '{key}' given more than once")
         kwargs[entry.argument] = _parse_value(spec, key, entry, text)
     return kwargs
 
@@ -120,12 +127,12 @@ def _allowed_keys() -> str:
 
 
 def _parse_value(spec: str, key: str, entry: SpecKey, text: str) -> int | float:
-    prefix = f"data spec '{spec}': key '{key}' ({entry.argument})"
+    prefix = f"{_named(spec)}: key '{key}' ({entry.argument})"
     try:
         value = entry.parse(text)
     except ValueError:
         raise PotsInputError(
-            f"{prefix} must be {entry.kind}, got '{text}'; allowed keys: {_allowed_keys()}"
+            f"{prefix} must be {entry.kind}, got '{clipped(text)}'; allowed keys: {_allowed_keys()}"
         ) from None
     problem = synthetic_arg_problem(entry.argument, value)
     if problem:

@@ -95,6 +95,20 @@ def site_mismatches(model, guide, *args):
     return [str(w.message) for w in caught if "vars in" in str(w.message)]
 
 
+def at_lam(fn):
+    """``fn(x, active)`` under the logit prior's weight lambda, taken as a last argument.
+
+    Under ``JitTrace_ELBO`` only tensors among the arguments are inputs of the compiled
+    ELBO; a handler entered around ``svi.step`` would be traced once, its lambda frozen.
+    """
+
+    def fn_at_lam(x, active, lam):
+        with handlers.logit_prior_scale(lam=lam):
+            return fn(x, active)
+
+    return fn_at_lam
+
+
 def main(args):
     pyro.set_rng_seed(args.seed)
     pyro.clear_param_store()
@@ -106,7 +120,7 @@ def main(args):
     guide = ConvGuide(vae, args.channels)
     guide.encoder.to(device)
     active = pots_mask(args.num_pots, range(args.open_pots), device=device)
-    model = vae.model  # keep one reference: JitTrace_ELBO caches on the callables' identity
+    model = vae.model
 
     problems = site_mismatches(model, guide, x[:16], active)
     if problems:
@@ -114,13 +128,13 @@ def main(args):
     print(f"the guide samples every latent site of the model: {LOGITS}, {ROUTE}, {Z}")
 
     elbo = JitTrace_ELBO() if args.jit else Trace_ELBO()
-    svi = SVI(model, guide, Adam({"lr": args.learning_rate}), elbo)
+    svi = SVI(at_lam(model), at_lam(guide), Adam({"lr": args.learning_rate}), elbo)
     for epoch in range(args.num_epochs):
         lam = min(1.0, epoch / max(1, args.warmup_epochs))  # anneal the logit prior from 0
         total = 0.0
-        with handlers.logit_prior_scale(lam=lam):
-            for batch in torch.randperm(len(x), device=device).split(args.batch_size):
-                total += svi.step(x[batch], active)
+        lam_t = torch.tensor(lam, device=device)
+        for batch in torch.randperm(len(x), device=device).split(args.batch_size):
+            total += svi.step(x[batch], active, lam_t)
         if epoch % args.print_every == 0 or epoch == args.num_epochs - 1:
             resp = guide.responsibilities(x, active)
             print(

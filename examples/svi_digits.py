@@ -19,6 +19,20 @@ from sklearn.datasets import load_digits
 from pyro_pots import PotsVAE, handlers, pots_mask
 
 
+def at_lam(fn):
+    """``fn(x, active)`` under the logit prior's weight lambda, taken as a last argument.
+
+    Under ``JitTrace_ELBO`` only tensors among the arguments are inputs of the compiled
+    ELBO; a handler entered around ``svi.step`` would be traced once, its lambda frozen.
+    """
+
+    def fn_at_lam(x, active, lam):
+        with handlers.logit_prior_scale(lam=lam):
+            return fn(x, active)
+
+    return fn_at_lam
+
+
 def main(args):
     pyro.set_rng_seed(args.seed)
     pyro.clear_param_store()
@@ -27,7 +41,7 @@ def main(args):
 
     vae = PotsVAE(x.shape[1], num_pots=args.num_pots, latent_dim=args.latent_dim).to(device)
     active = pots_mask(args.num_pots, range(args.open_pots), device=device)
-    model, guide = vae.model, vae.guide  # JitTrace_ELBO caches on the callables' identity
+    model, guide = at_lam(vae.model), at_lam(vae.guide)  # lambda: an argument of both
     elbo = JitTrace_ELBO() if args.jit else Trace_ELBO()
     svi = SVI(model, guide, Adam({"lr": args.learning_rate}), elbo)
 
@@ -35,9 +49,9 @@ def main(args):
         lam = min(1.0, epoch / max(1, args.warmup_epochs))  # anneal the logit prior from 0
         total = 0.0
         perm = torch.randperm(len(x), device=device)
-        with handlers.logit_prior_scale(lam=lam):
-            for batch in perm.split(args.batch_size):
-                total += svi.step(x[batch], active)
+        lam_t = torch.tensor(lam, device=device)
+        for batch in perm.split(args.batch_size):
+            total += svi.step(x[batch], active, lam_t)
         if epoch % args.print_every == 0 or epoch == args.num_epochs - 1:
             resp = vae.responsibilities(x, active)
             usage = resp.argmax(-1).bincount(minlength=args.num_pots)[active] / len(x)

@@ -124,3 +124,32 @@ def test_example(command, check, tmp_path, monkeypatch, capsys):
     except SystemExit as exit_info:  # argparse errors and explicit exits
         pytest.fail(f"{filename} exited with {exit_info.code}")
     check(namespace, capsys.readouterr().out)
+
+
+def run_example(command, monkeypatch, capsys):
+    filename, *args = command.split()
+    monkeypatch.setattr(sys, "argv", [filename, *args])
+    runpy.run_path(str(EXAMPLES_DIR / filename), run_name="__main__")
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "svi_digits.py --num-epochs 2 --print-every 1 --num-pots 4 --warmup-epochs 1",
+        "custom_guide.py -n 2 --num-pots 4 --open-pots 2 --channels 4 --ppc-samples 2 "
+        "--warmup-epochs 1 --print-every 1",
+    ],
+)
+def test_jit_examples_follow_lambda(command, monkeypatch, capsys):
+    """lambda goes 0 -> 1 between the two epochs; the compiled ELBO must see it. The two
+    runs draw their noise differently, so they agree to a small tolerance, not exactly:
+    a frozen lambda moved the loss by about 20%."""
+    losses = []
+    for flag in ("", " --jit"):
+        out = run_example(command + flag, monkeypatch, capsys)
+        rows = [line.split() for line in out.splitlines() if line.startswith("epoch")]
+        assert [row[row.index("lambda") + 1] for row in rows] == ["0.00", "1.00"]
+        losses.append([float(row[row.index("loss/row") + 1]) for row in rows])
+    eager, jit = losses
+    assert jit == pytest.approx(eager, rel=0.01)

@@ -160,7 +160,8 @@ def test_jit_follows_the_open_set(monkeypatch):
         for a, b in zip(*grads):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert len(jit_elbo._loss_and_surrogate_loss.compiled) == 1
-    # handlers around the step compose with the compiled ELBO (their values are constants)
+    # handlers around the step compose with a fresh compiled ELBO (their values are
+    # constants of it: a FrozenValueWarning says so)
     with handlers.logit_prior_scale(lam=0.3), handlers.kick(pot=1, lam_factor=0.5):
         ref = Trace_ELBO().loss(model, guide, x, pots_mask(K, [0, 1]))
         got = JitTrace_ELBO().loss_and_grads(model, guide, x, pots_mask(K, [0, 1]))

@@ -2,16 +2,18 @@
 under changing handler values, and the param store."""
 
 import math
+import warnings
 
 import pyro
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
+from pyro.infer import JitTrace_ELBO, Trace_ELBO
 from pyro.poutine.indep_messenger import CondIndepStackFrame
 
-from pyro_pots import PotsVAE, pots_mask, sites
+from pyro_pots import PotsVAE, handlers, pots_mask, sites
 from pyro_pots.distributions import ROUTING_MODES
+from pyro_pots.handlers import FrozenValueWarning
 from pyro_pots.handlers.util import along_channels
 
 D, K, d = 8, 4, 2
@@ -36,9 +38,7 @@ def test_along_channels_puts_the_pots_in_the_channels_slot():
 
 def elbo_estimates(vae, x, active, vectorize, repeats, particles):
     """``repeats`` independent loss estimates, each the mean of ``particles`` particles."""
-    elbo = Trace_ELBO(
-        num_particles=particles, vectorize_particles=vectorize, max_plate_nesting=2
-    )
+    elbo = Trace_ELBO(num_particles=particles, vectorize_particles=vectorize, max_plate_nesting=2)
     return torch.tensor([elbo.loss(vae.model, vae.guide, x, active) for _ in range(repeats)])
 
 
@@ -58,3 +58,81 @@ def test_vectorized_particles_agree_with_sequential_particles(routing, logits_gu
     with pyro.plate("particles", 10, dim=-3):
         tr = poutine.trace(vae.guide).get_trace(x, active)
     assert tr.nodes[sites.Z]["scale"].shape == (10, K, len(x))
+
+
+# JitTrace_ELBO follows handler values passed as arguments ------------------------------
+@pytest.fixture
+def no_noise(monkeypatch):
+    """Traced and eager graphs draw random numbers differently, so the Normal noise is
+    switched off (z = loc) and routing is softmax: what is left must agree to rounding."""
+    monkeypatch.setattr(
+        torch.distributions.normal,
+        "_standard_normal",
+        lambda shape, dtype, device: torch.zeros(shape, dtype=dtype, device=device),
+    )
+
+
+def under_handlers(fn):
+    """``fn(x, active)`` under lambda and a kick whose values are tensor arguments."""
+
+    def wrapped(x, active, lam, pot, temperature, bias, lam_factor):
+        kick = handlers.kick(pot=pot, temperature=temperature, bias=bias, lam_factor=lam_factor)
+        with handlers.logit_prior_scale(lam=lam), kick:
+            return fn(x, active)
+
+    return wrapped
+
+
+SETTINGS = [  # lam, pot, temperature, bias, lam_factor
+    (0.0, 1, 1.0, 2.0, 0.5),
+    (1.0, 1, 1.0, 2.0, 0.5),
+    (0.3, 2, 0.7, 5.0, 0.0),
+    (0.0, 0, 2.0, -1.0, 1.0),
+]
+
+
+def test_a_compiled_elbo_follows_handler_values_passed_as_arguments(no_noise):
+    vae = make_vae(routing="softmax")
+    x = torch.rand(10, D)
+    active = pots_mask(K, [0, 1, 2])
+    model, guide = under_handlers(vae.model), under_handlers(vae.guide)
+    jit_elbo = JitTrace_ELBO()
+    params = list(vae.parameters())
+    losses = set()
+    for lam, pot, temperature, bias, lam_factor in SETTINGS:
+        values = [torch.tensor(v) for v in (lam, pot, temperature, bias, lam_factor)]
+        vae.zero_grad(set_to_none=False)
+        got = jit_elbo.loss_and_grads(model, guide, x, active, *values)
+        got_grads = [p.grad.clone() for p in params]
+        # the eager reference with the same values as plain Python numbers
+        kick = handlers.kick(pot=pot, temperature=temperature, bias=bias, lam_factor=lam_factor)
+        vae.zero_grad(set_to_none=False)
+        with handlers.logit_prior_scale(lam=lam), kick:
+            ref = Trace_ELBO().loss_and_grads(vae.model, vae.guide, x, active)
+        assert got == pytest.approx(ref, rel=1e-6)
+        for a, b in zip(got_grads, [p.grad for p in params]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        losses.add(round(ref, 3))
+    assert len(losses) == len(SETTINGS)  # the settings do move the loss
+    assert len(jit_elbo._loss_and_surrogate_loss.compiled) == 1  # one graph for all
+
+
+def test_a_constant_handler_value_warns_while_the_elbo_is_compiled(no_noise):
+    vae = make_vae(routing="softmax")
+    x, active = torch.rand(10, D), pots_mask(K, [0, 1])
+    model, guide = vae.model, vae.guide
+    with pytest.warns(FrozenValueWarning, match="lam=0.0 is a constant"):
+        with handlers.logit_prior_scale(lam=0.0):
+            JitTrace_ELBO().differentiable_loss(model, guide, x, active)
+    lam = torch.tensor(0.5)  # a tensor captured from outside is a constant too
+    with pytest.warns(FrozenValueWarning, match="the tensor lam is a constant"):
+        with handlers.logit_prior_scale(lam=lam):
+            JitTrace_ELBO().differentiable_loss(model, guide, x, active)
+    with pytest.warns(FrozenValueWarning, match="pot=1 is a constant"):
+        with handlers.kick(pot=1):
+            JitTrace_ELBO().differentiable_loss(model, guide, x, active)
+    # ignore_jit_warnings hides it, as every TracerWarning (a value meant to stay fixed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FrozenValueWarning)
+        with handlers.logit_prior_scale(lam=0.0):
+            JitTrace_ELBO(ignore_jit_warnings=True).differentiable_loss(model, guide, x, active)

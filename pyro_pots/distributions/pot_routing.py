@@ -67,9 +67,14 @@ class PotRouting(TorchDistribution):
         """Restrict routing to pots open in both ``self.active`` and ``active``."""
         return self._replace(active=self.active & active)
 
-    def kick(self, pot: int, bias: float, temperature: float) -> "PotRouting":
-        """Exploration copy: logit bias toward ``pot``, temperature set, straight-through off."""
-        bump = torch.nn.functional.one_hot(torch.tensor(pot), self.event_shape[0])
+    def kick(self, pot, bias, temperature) -> "PotRouting":
+        """Exploration copy: logit bias toward ``pot``, temperature set, straight-through off.
+
+        Each value may be a number or a 0-dim tensor (an integer one for ``pot``), so that
+        under :func:`torch.jit.trace` a tensor argument stays an input of the graph.
+        """
+        pots = torch.arange(self.event_shape[0], device=self.logits.device)
+        bump = pots == torch.as_tensor(pot, device=self.logits.device)
         routing = "gumbel" if self.routing == "straight_through" else self.routing
         return self._replace(
             logits=self.logits + bias * bump.to(self.logits),

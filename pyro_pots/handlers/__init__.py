@@ -8,12 +8,19 @@ Effect handlers of pyro-pots, in the style of :mod:`pyro.poutine`: each is a
 - :func:`responsibility_scale`: weight each pot's latent terms by the responsibilities.
 - :func:`logit_prior_scale`: the lambda of the logit prior (0 switches it off).
 - :func:`kick`: exploration after a pot is opened.
+
+Handler values may be tensors. Under :class:`~pyro.infer.JitTrace_ELBO` a value follows
+the compiled ELBO only if it is computed from the model's arguments: pass it as a tensor
+argument and enter the handler inside model and guide (see
+:class:`LogitPriorScaleMessenger`). A constant value warns with
+:class:`FrozenValueWarning` while the ELBO is compiled.
 """
 
 from pyro_pots.handlers.active_pots_messenger import ActivePotsMessenger
 from pyro_pots.handlers.kick_messenger import KickMessenger
 from pyro_pots.handlers.logit_prior_scale_messenger import LogitPriorScaleMessenger
 from pyro_pots.handlers.responsibility_scale_messenger import ResponsibilityScaleMessenger
+from pyro_pots.handlers.util import FrozenValueWarning
 
 
 def _wrap(messenger_class, fn, kwargs):
@@ -47,6 +54,7 @@ def kick(fn=None, **kwargs):
 
 __all__ = [
     "ActivePotsMessenger",
+    "FrozenValueWarning",
     "KickMessenger",
     "LogitPriorScaleMessenger",
     "ResponsibilityScaleMessenger",

@@ -1,9 +1,12 @@
 """The ``kick`` handler: routing temperature, bias and lambda while a new pot is explored."""
 
+from typing import Union
+
+import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import Message
 
-from pyro_pots.handlers.util import check_factor, scale_site
+from pyro_pots.handlers.util import check_factor, scale_site, warn_if_frozen
 from pyro_pots.sites import LOGITS, ROUTE
 
 
@@ -21,21 +24,31 @@ class KickMessenger(Messenger):
     data to the parent); pair it with a term that trains the encoder, as the curriculum
     does.
 
-    :param int pot: id of the pot to favour.
-    :param float temperature: routing temperature during the kick.
-    :param float bias: added to the routing logit of ``pot``.
-    :param float lam_factor: multiplier of the logit prior during the kick.
+    Every value may be a 0-dim tensor (``pot`` an integer one). Under
+    :class:`~pyro.infer.JitTrace_ELBO`, values not computed from the model's arguments are
+    constants of the compiled ELBO (a :class:`~pyro_pots.handlers.FrozenValueWarning` says
+    so); to change them between calls, pass them as tensor arguments and enter the
+    handler inside model and guide, as for
+    :class:`~pyro_pots.handlers.LogitPriorScaleMessenger`.
+
+    :param pot: id of the pot to favour.
+    :type pot: int or torch.Tensor
+    :param temperature: routing temperature during the kick (> 0).
+    :param bias: added to the routing logit of ``pot``.
+    :param lam_factor: multiplier of the logit prior during the kick (>= 0).
     """
 
     def __init__(
-        self, pot: int, temperature: float = 1.0, bias: float = 2.0, lam_factor: float = 0.1
+        self,
+        pot: Union[int, torch.Tensor],
+        temperature: Union[float, torch.Tensor] = 1.0,
+        bias: Union[float, torch.Tensor] = 2.0,
+        lam_factor: Union[float, torch.Tensor] = 0.1,
     ) -> None:
-        check_factor("temperature", temperature)
+        check_factor("temperature", temperature, positive=True)
         check_factor("lam_factor", lam_factor)
-        if temperature == 0:
-            raise ValueError("temperature must be > 0")
         super().__init__()
-        self.pot = int(pot)
+        self.pot = pot if isinstance(pot, torch.Tensor) else int(pot)
         self.temperature = temperature
         self.bias = bias
         self.lam_factor = lam_factor
@@ -44,6 +57,9 @@ class KickMessenger(Messenger):
         if msg["type"] != "sample":
             return
         if msg["name"] == ROUTE and hasattr(msg["fn"], "kick"):
+            for name in ("pot", "temperature", "bias"):
+                warn_if_frozen("kick", name, getattr(self, name))
             msg["fn"] = msg["fn"].kick(self.pot, self.bias, self.temperature)
         elif msg["name"] == LOGITS:
+            warn_if_frozen("kick", "lam_factor", self.lam_factor)
             scale_site(msg, self.lam_factor)

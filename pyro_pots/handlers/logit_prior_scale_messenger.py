@@ -6,7 +6,7 @@ import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import Message
 
-from pyro_pots.handlers.util import check_factor, scale_site
+from pyro_pots.handlers.util import check_factor, scale_site, warn_if_frozen
 from pyro_pots.sites import LOGITS
 
 
@@ -20,8 +20,20 @@ class LogitPriorScaleMessenger(Messenger):
     switches the term off (it masks the site: ``poutine.scale`` refuses 0), which is how
     an annealing schedule starts.
 
-    Under :class:`~pyro.infer.JitTrace_ELBO` the value is a compile-time constant: build a
-    new ELBO when it changes.
+    Under :class:`~pyro.infer.JitTrace_ELBO` a value that is not computed from the
+    model's arguments is a constant of the compiled ELBO (a
+    :class:`~pyro_pots.handlers.FrozenValueWarning` says so). For one compiled ELBO that
+    follows :math:`\lambda`, pass it as a tensor argument and enter the handler inside
+    model and guide, as Pyro passes every changing input of a traced model::
+
+        def at_lam(fn):
+            def fn_at_lam(x, active, lam):
+                with logit_prior_scale(lam=lam):
+                    return fn(x, active)
+            return fn_at_lam
+
+        svi = SVI(at_lam(vae.model), at_lam(vae.guide), optim, JitTrace_ELBO())
+        svi.step(x, active, torch.tensor(lam))
 
     :param lam: a finite weight >= 0 (float or 0-dim tensor).
     """
@@ -33,4 +45,5 @@ class LogitPriorScaleMessenger(Messenger):
 
     def _process_message(self, msg: Message) -> None:
         if msg["type"] == "sample" and msg["name"] == LOGITS:
+            warn_if_frozen("logit_prior_scale", "lam", self.lam)
             scale_site(msg, self.lam)

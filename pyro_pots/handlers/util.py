@@ -1,5 +1,6 @@
 """Helpers shared by the pyro-pots messengers."""
 
+import warnings
 from numbers import Number
 from typing import Optional, Union
 
@@ -63,8 +64,49 @@ def scale_site(msg: Message, factor: Union[float, torch.Tensor]) -> None:
     and_mask(msg, factor > 0)
 
 
-def check_factor(name: str, value: Union[float, torch.Tensor]) -> None:
-    """Raise a ValueError unless ``value`` is a finite number >= 0."""
+def check_factor(name: str, value: Union[float, torch.Tensor], positive: bool = False) -> None:
+    """Raise a ValueError unless ``value`` is a finite number >= 0 (> 0 with ``positive``).
+
+    While :func:`torch.jit.trace` runs, a tensor's value is only checked for its size: the
+    value seen there stands for every later input, and reading it would warn.
+    """
+    bound = "> 0" if positive else ">= 0"
+    error = ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     tensor = torch.as_tensor(value)
-    if tensor.numel() != 1 or not bool(torch.isfinite(tensor)) or bool(tensor < 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if tensor.numel() != 1:
+        raise error
+    if isinstance(value, torch.Tensor) and torch._C._get_tracing_state():
+        return
+    if not bool(torch.isfinite(tensor)) or bool(tensor <= 0 if positive else tensor < 0):
+        raise error
+
+
+class FrozenValueWarning(torch.jit.TracerWarning):
+    """A handler value is a constant of a graph that :func:`torch.jit.trace` is recording
+    (e.g. under :class:`~pyro.infer.JitTrace_ELBO`): the compiled graph keeps it however the
+    handler's value changes later. ``JitTrace_ELBO(ignore_jit_warnings=True)`` hides it, as
+    it hides every :class:`~torch.jit.TracerWarning`."""
+
+
+def warn_if_frozen(handler: str, name: str, value: Union[float, torch.Tensor]) -> None:
+    """Warn with :class:`FrozenValueWarning` if a trace is being recorded and ``value`` is
+    not computed from the traced inputs (a Python number, or a tensor captured from outside
+    the traced function), so that a later value would be silently ignored."""
+    if not torch._C._get_tracing_state():
+        return
+    if isinstance(value, torch.Tensor):
+        try:
+            traced = torch._C._get_value_trace(value)
+        except RuntimeError:  # not known to the tracer: assume it is an input
+            return
+        if traced.node().kind() != "prim::Constant":
+            return
+    shown = f"{name}={value!r}" if isinstance(value, Number) else f"the tensor {name}"
+    warnings.warn(
+        f"{handler}: {shown} is a constant of the graph being traced, and the "
+        "compiled function will keep it whatever the handler's value is later. To change it "
+        f"between calls, pass {name} as a tensor argument of the model and guide and enter "
+        f"the handler inside them (see {handler}'s docstring); to keep it fixed, ignore this.",
+        FrozenValueWarning,
+        stacklevel=2,
+    )

@@ -235,3 +235,56 @@ def test_continuous_bernoulli_likelihood_matches_torch():
     out = tr_m.nodes["_RETURN"]["value"]
     ref = torch.distributions.ContinuousBernoulli(logits=out).log_prob(x).sum(-1)
     torch.testing.assert_close(tr_m.nodes[sites.OBS]["log_prob"], ref)
+
+
+def test_a_distribution_or_other_object_as_a_part_is_refused_at_construction():
+    mixture = LogitMixture(5.0, 1.0, pots_mask(K, [0, 1]))
+    with pytest.raises(ValueError, match=r"logit_prior must be one of .* callable prior\(active"):
+        PotsVAE(D, num_pots=K, logit_prior=mixture)
+    with pytest.raises(ValueError, match="logit_prior must be one of"):
+        PotsVAE(D, num_pots=K, logit_prior=3.0)
+    with pytest.raises(ValueError, match="logits_guide must be one of .* params_per_pot"):
+        PotsVAE(D, num_pots=K, logits_guide=lambda head: dist.Delta(head, event_dim=1))
+    # a plain callable prior is a prior
+    vae = PotsVAE(D, num_pots=K, logit_prior=lambda active, dtype: LogitMixture(5.0, 1.0, active))
+    assert math.isfinite(Trace_ELBO().loss(vae.model, vae.guide, torch.rand(3, D)))
+
+
+def test_active_as_a_list_of_bools_is_a_mask_and_anything_else_one_clear_error():
+    vae = PotsVAE(D, num_pots=K, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(5, D)
+    mask = [True, False, True, False]
+    ref = vae.responsibilities(x, torch.tensor(mask))
+    assert torch.equal(vae.responsibilities(x, mask), ref)
+    assert torch.equal(vae.responsibilities(x, tuple(mask)), ref)
+    pyro.set_rng_seed(2)
+    a = Trace_ELBO().loss(vae.model, vae.guide, x, mask)
+    pyro.set_rng_seed(2)
+    assert a == Trace_ELBO().loss(vae.model, vae.guide, x, torch.tensor(mask))
+    assert vae.open_ids(mask).tolist() == [0, 2]
+    for bad in ([0, 2], [1, 0, 1, 0], [True, False], "all", torch.ones(K)):
+        with pytest.raises(ValueError, match=r"active must be a boolean mask of shape \(4,\)"):
+            vae.responsibilities(x, bad)
+
+
+def test_the_public_parts_match_what_model_and_guide_compute():
+    vae = PotsVAE(D, num_pots=K, latent_dim=3, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(5, D)
+    active = pots_mask(K, [1, 3])
+    ids = vae.open_ids(active)
+    assert ids.dtype == torch.long and ids.tolist() == [1, 3]
+    assert torch.equal(vae.open_ids(), torch.tensor([0]))  # the buffer by default
+    tr = poutine.trace(vae.guide).get_trace(x, active)
+    torch.testing.assert_close(vae.mean_logits(x), tr.nodes[sites.LOGITS]["value"])
+    q = vae.latent_posterior(x, ids)
+    z_fn = tr.nodes[sites.Z]["fn"].base_dist
+    assert q.loc.shape == (2, 5, 3)
+    assert torch.equal(q.loc, z_fn.loc[ids]) and torch.equal(q.scale, z_fn.scale[ids])
+    torch.testing.assert_close(vae.latent_posterior(x, 3).scale, q.scale[1:])  # one pot by id
+    # decode: each pot's own decoder, mixed by one-hot routing in the model
+    z = tr.nodes[sites.Z]["value"]
+    route = torch.zeros(5, K)
+    route[:, 3] = 1.0
+    mixed = poutine.condition(vae.model, data={sites.ROUTE: route, sites.Z: z})(x, active)
+    torch.testing.assert_close(vae.decode(z[ids], ids)[1], mixed)
+    torch.testing.assert_close(vae.decode(z[3:4], [3])[0], mixed)

@@ -8,7 +8,8 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import JitTrace_ELBO, Trace_ELBO
+from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
+from pyro.optim import Adam
 from pyro.poutine.indep_messenger import CondIndepStackFrame
 
 from pyro_pots import PotsVAE, handlers, pots_mask, sites
@@ -136,3 +137,46 @@ def test_a_constant_handler_value_warns_while_the_elbo_is_compiled(no_noise):
         warnings.simplefilter("error", FrozenValueWarning)
         with handlers.logit_prior_scale(lam=0.0):
             JitTrace_ELBO(ignore_jit_warnings=True).differentiable_loss(model, guide, x, active)
+
+
+# the param store -------------------------------------------------------------------------
+def test_the_param_store_restores_a_model_of_the_same_name(tmp_path):
+    x, active = torch.rand(5, D), pots_mask(K, [0, 1])
+    a = make_vae(likelihood="normal", name="vae")
+    svi = SVI(a.model, a.guide, Adam({"lr": 0.05}), Trace_ELBO())
+    for _ in range(3):
+        svi.step(x, active)
+    trained = {n: p.detach().clone() for n, p in a.named_parameters()}
+    pyro.get_param_store().save(tmp_path / "params.pt")
+    pyro.clear_param_store()
+    b = make_vae(likelihood="normal", name="vae")
+    pyro.get_param_store().load(tmp_path / "params.pt")
+    resp = b.responsibilities(x, active)  # any entry point takes the stored weights up
+    for name, param in b.named_parameters():
+        assert torch.equal(param, trained[name]), name
+    assert torch.equal(resp, a.responsibilities(x, active))
+    # and training goes on with the module's own parameters in the store
+    before = b.encoder.trunk.weight.detach().clone()
+    SVI(b.model, b.guide, Adam({"lr": 0.05}), Trace_ELBO()).step(x, active)
+    assert not torch.equal(b.encoder.trunk.weight, before)
+    assert pyro.get_param_store()["vae.encoder.trunk.weight"] is b.encoder.trunk.weight
+
+
+def test_the_param_store_says_when_loaded_weights_belong_to_another_name(tmp_path):
+    x, active = torch.rand(5, D), pots_mask(K, [0, 1])
+    a = make_vae()
+    Trace_ELBO().loss(a.model, a.guide, x, active)
+    pyro.get_param_store().save(tmp_path / "params.pt")
+    pyro.clear_param_store()
+    b = make_vae()  # a default name: unique to the instance
+    pyro.get_param_store().load(tmp_path / "params.pt")
+    with pytest.warns(UserWarning, match=f"name='{a._pyro_name}'"):
+        Trace_ELBO().loss(b.model, b.guide, x, active)
+    c = make_vae(name=a._pyro_name)  # as the warning says
+    assert torch.equal(c.responsibilities(x, active), a.responsibilities(x, active))
+    # a model built and dropped without clearing the store is no reason to warn
+    pyro.clear_param_store()
+    Trace_ELBO().loss(make_vae().model, make_vae().guide, x, active)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Trace_ELBO().loss(make_vae().model, make_vae().guide, x, active)

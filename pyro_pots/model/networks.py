@@ -76,11 +76,17 @@ class Encoder(PyroModule):
         Loc and scale of q(z | x), shape ``(K, N, d)`` each. Only pots in ``idx`` are
         computed; the others get (0, 1), i.e. the prior, and are masked out anyway.
         """
-        loc_open, raw_scale = self.latent_heads(h, idx).split(self.latent_dim, dim=-1)
+        loc_open, scale_open = self.latent_loc_scale(h, idx)
         shape = (self.num_pots, h.shape[0], self.latent_dim)
         loc = h.new_zeros(shape).index_copy(0, idx, loc_open)
-        scale = h.new_ones(shape).index_copy(0, idx, softplus(raw_scale) + MIN_SCALE)
+        scale = h.new_ones(shape).index_copy(0, idx, scale_open)
         return loc, scale
+
+    def latent_loc_scale(self, h: torch.Tensor, idx: torch.Tensor):
+        """Loc and scale of q(z | x) for the pots in ``idx`` only, ``(len(idx), N, d)``
+        each; the one place where the head's raw scale becomes a scale."""
+        loc, raw_scale = self.latent_heads(h, idx).split(self.latent_dim, dim=-1)
+        return loc, softplus(raw_scale) + MIN_SCALE
 
 
 class PotDecoders(PyroModule):

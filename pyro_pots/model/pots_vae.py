@@ -2,7 +2,9 @@
 
 import contextlib
 import itertools
-from typing import Optional, Union
+import warnings
+import weakref
+from typing import Optional, Sequence, Union
 
 import pyro
 import pyro.distributions as dist
@@ -18,6 +20,17 @@ from pyro_pots.model.priors import LOGIT_PRIORS
 from pyro_pots.sites import CHANNELS_PLATE, DATA_PLATE, LOGITS, OBS, RESPONSIBILITIES, ROUTE, Z
 
 _instances = itertools.count()
+#: every PotsVAE's first weight: a weight in the param store that is not one of these was
+#: put there by ParamStoreDict.load (or by hand), not by a model.
+_model_weights: "weakref.WeakValueDictionary[int, torch.Tensor]" = weakref.WeakValueDictionary()
+
+#: what a swappable part must be, for the error that refuses anything else.
+_EXPECTED = {
+    "logit prior": "a callable prior(active, dtype) -> distribution over the K logits, "
+    "e.g. LogitMoGPrior(M=8.0, sigma=1.0)",
+    "logits guide": "a callable guide(head) -> distribution over the K logits with an int "
+    "attribute params_per_pot, e.g. NormalLogitsGuide()",
+}
 
 
 def _pick(kind: str, choice, table: dict):
@@ -26,6 +39,15 @@ def _pick(kind: str, choice, table: dict):
         if choice not in table:
             raise ValueError(f"unknown {kind} {choice!r}; choose from {sorted(table)}")
         return table[choice]()
+    # a distribution is callable-looking but is not a part: it cannot follow the open set
+    wrong = isinstance(choice, torch.distributions.Distribution) or not callable(choice)
+    if kind == "logits guide" and not isinstance(getattr(choice, "params_per_pot", None), int):
+        wrong = True
+    if wrong:
+        raise ValueError(
+            f"{kind.replace(' ', '_')} must be one of {sorted(table)} or "
+            f"{_EXPECTED[kind]}; got {type(choice).__name__} {choice!r}"
+        )
     return choice
 
 
@@ -69,6 +91,10 @@ class PotsVAE(PyroModule):
     :param bool responsibility_kl: weight each pot's latent KL by the responsibilities.
     :param str name: prefix of the parameter names in Pyro's param store; defaults to a
         name unique to this instance, so two models in one process never share weights.
+        Weights are saved and loaded with ``state_dict()`` / ``load_state_dict()``, or
+        through the param store: after ``pyro.get_param_store().load(path)`` a model
+        built with the saved model's ``name`` takes them up at its next call (a model of
+        another name warns that it does not).
     """
 
     def __init__(
@@ -106,23 +132,54 @@ class PotsVAE(PyroModule):
         self.decoders = PotDecoders(num_pots, latent_dim, decoder_hidden_dim, data_dim)
         self.likelihood = Likelihood(likelihood, data_dim)
         self.register_buffer("active", pots_mask(num_pots, 0))
+        weight = self.encoder.trunk._parameters["weight"]
+        _model_weights[id(weight)] = weight
+        self._store_checked = False
 
     # -- the open set ---------------------------------------------------------------
     def open_pots(self, pots) -> None:
         """Set :attr:`active` to exactly the pot ids in ``pots``."""
         self.active.copy_(pots_mask(self.num_pots, pots, self.active.device))
 
-    def _resolve_active(self, active: Optional[torch.Tensor]) -> torch.Tensor:
+    def _resolve_active(self, active) -> torch.Tensor:
+        """``active`` as a boolean tensor ``(K,)``: the buffer if None; a list, tuple or
+        array of K bools is converted."""
+        tracing = torch._C._get_tracing_state()
         if active is None:
-            if torch._C._get_tracing_state():
+            if tracing:
                 raise ValueError(
                     "under JIT pass `active` to model and guide explicitly, "
                     "or the traced open set goes stale"
                 )
             return self.active
+        expected = (
+            f"active must be a boolean mask of shape ({self.num_pots},): a tensor, or a list "
+            f"of {self.num_pots} bools (for pot ids use pots_mask({self.num_pots}, ids))"
+        )
+        if not isinstance(active, torch.Tensor):
+            if tracing:  # converted here it would be a constant of the trace
+                raise ValueError(expected + "; under JIT, a tensor argument")
+            try:
+                active = torch.as_tensor(active, device=self.active.device)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"{expected}; got {active!r}") from None
         if active.dtype != torch.bool or active.shape != (self.num_pots,):
-            raise ValueError(f"active must be a boolean tensor of shape ({self.num_pots},)")
+            shown = f"{active.dtype} of shape {tuple(active.shape)}"
+            raise ValueError(f"{expected}; got {shown}")
         return active
+
+    def open_ids(self, active=None) -> torch.Tensor:
+        """The ids of the open pots, increasing: a long tensor ``(A,)``.
+
+        :param active: boolean mask ``(K,)`` (tensor or list of bools); defaults to
+            :attr:`active`.
+        """
+        return self._resolve_active(active).nonzero().squeeze(-1)
+
+    def _pot_ids(self, pots) -> torch.Tensor:
+        """Pot ids (an int, a sequence of ints or a long tensor) as a long tensor."""
+        ids = torch.as_tensor(pots, dtype=torch.long, device=self.active.device)
+        return ids.reshape(-1) if ids.dim() == 0 else ids
 
     @contextlib.contextmanager
     def _pot_handlers(self, active: torch.Tensor):
@@ -134,6 +191,58 @@ class PotsVAE(PyroModule):
         )
         with handlers.active_pots(active=active), scale:
             yield
+
+    # -- the param store -------------------------------------------------------------
+    def _sync_param_store(self) -> None:
+        """
+        Take up weights that :meth:`~pyro.params.param_store.ParamStoreDict.load` put in
+        the param store under this model's names.
+
+        :class:`~pyro.nn.PyroModule` keeps its plain ``nn.Parameter`` s (every network
+        weight here) whatever the store holds, as :func:`pyro.module` does without
+        ``update_module_params=True``, and reads a ``PyroParam`` back only where it is
+        used. This does the update at every entry point: each stored value is copied into
+        the module's parameter in place (so optimizers that hold it stay valid), and the
+        entry leaves the store, which takes the module's own parameter at its next use.
+        """
+        store = pyro.get_param_store()
+        for local, param in self.named_parameters():
+            # a PyroParam's raw tensor is "<name>_unconstrained"; the store holds it as <name>
+            name = f"{self._pyro_name}.{local.removesuffix('_unconstrained')}"
+            # the raw dict, as PyroModule reads it: store[name] would transform each value
+            stored = store._params.get(name)
+            if stored is None or stored is param:
+                continue
+            if stored.shape != param.shape:
+                raise ValueError(
+                    f"the param store holds {name} of shape {tuple(stored.shape)}, but this "
+                    f"model's is {tuple(param.shape)}: it was saved from another architecture"
+                )
+            with torch.no_grad():
+                param.copy_(stored)
+            del store[name]
+        if not self._store_checked:
+            self._store_checked = True
+            self._warn_unused_store_weights(store)
+
+    def _warn_unused_store_weights(self, store) -> None:
+        """Loaded PotsVAE weights under another model's name (the default names differ
+        between instances): say so rather than train from scratch in silence."""
+        suffix = ".encoder.trunk.weight"
+        if f"{self._pyro_name}{suffix}" in store:
+            return
+        for key, value in store._params.items():
+            if key.endswith(suffix) and _model_weights.get(id(value)) is not value:
+                prefix = key[: -len(suffix)]
+                warnings.warn(
+                    f"the param store holds weights of a PotsVAE named {prefix!r} that no "
+                    f"model of that name uses (loaded from a file?); this model is named "
+                    f"{self._pyro_name!r} and starts from its own. To restore them, build "
+                    f"it with PotsVAE(..., name={prefix!r}) before the first call, or "
+                    "save and load model.state_dict()",
+                    stacklevel=4,
+                )
+                return
 
     # -- model and guide -----------------------------------------------------------
     def model(
@@ -148,6 +257,7 @@ class PotsVAE(PyroModule):
         :returns: the mixed decoder output (natural parameters), shape ``(N, D)``.
         """
         active = self._resolve_active(active)
+        self._sync_param_store()
         n = x.shape[0] if x is not None else (num_rows or 1)
         dtype = next(self.parameters()).dtype  # read directly: no pyro.param site
         with self._pot_handlers(active):
@@ -157,7 +267,7 @@ class PotsVAE(PyroModule):
                 w = pyro.sample(ROUTE, PotRouting(y, self.temperature, self.routing))
                 with pyro.plate(CHANNELS_PLATE, self.num_pots, dim=-2):
                     z = pyro.sample(Z, dist.Normal(y.new_zeros(self.latent_dim), 1.0).to_event(1))
-                out = self.decoders(z, w, active.nonzero().squeeze(-1))
+                out = self.decoders(z, w, self.open_ids(active))
                 pyro.sample(OBS, self.likelihood(out), obs=x)
         return out
 
@@ -171,23 +281,49 @@ class PotsVAE(PyroModule):
             the same arguments to both.
         """
         active = self._resolve_active(active)
+        self._sync_param_store()
         n = x.shape[0]
         h = self.encoder.hidden(x)
         with self._pot_handlers(active):
             with pyro.plate(DATA_PLATE, n, dim=-1):
                 y = pyro.sample(LOGITS, self.logits_guide(self.encoder.logits_params(h)))
                 pyro.sample(ROUTE, PotRouting(y, self.temperature, self.routing))
-                loc, scale = self.encoder.latent_params(h, active.nonzero().squeeze(-1))
+                loc, scale = self.encoder.latent_params(h, self.open_ids(active))
                 with pyro.plate(CHANNELS_PLATE, self.num_pots, dim=-2):
                     pyro.sample(Z, dist.Normal(loc, scale).to_event(1))
 
-    # -- helpers for users ----------------------------------------------------------
-    @torch.no_grad()
-    def responsibilities(
-        self, x: torch.Tensor, active: Optional[torch.Tensor] = None
+    # -- the parts, for users and scores -----------------------------------------------
+    def mean_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the logits guide q(y | x), ``(N, K)`` (the raw logits y(x) with the
+        Delta guide). Differentiable: wrap in :func:`torch.no_grad` to score."""
+        self._sync_param_store()
+        return self.logits_guide(self.encoder.logits_params(self.encoder.hidden(x))).mean
+
+    def latent_posterior(
+        self, x: torch.Tensor, pots: Union[int, Sequence[int], torch.Tensor]
+    ) -> dist.Normal:
+        """
+        The guide's q(z_k | x) for each pot k in ``pots``: a Normal with loc and scale of
+        shape ``(len(pots), N, d)`` (no event dims; ``.to_event(1)`` for a density over z).
+
+        :param pots: a pot id, or pot ids (sequence or long tensor), e.g. :meth:`open_ids`.
+        """
+        self._sync_param_store()
+        loc, scale = self.encoder.latent_loc_scale(self.encoder.hidden(x), self._pot_ids(pots))
+        return dist.Normal(loc, scale)
+
+    def decode(
+        self, z: torch.Tensor, pots: Union[int, Sequence[int], torch.Tensor]
     ) -> torch.Tensor:
+        """
+        Pot k's decoder output g_k(z_k) for each k in ``pots``: ``(..., len(pots), N, D)``
+        from codes ``(..., len(pots), N, d)``. It is the likelihood's natural parameter
+        (logits or mean): ``vae.likelihood(vae.decode(z, pots))`` is p(x | z).
+        """
+        self._sync_param_store()
+        return self.decoders.decode(z, self._pot_ids(pots))
+
+    @torch.no_grad()
+    def responsibilities(self, x: torch.Tensor, active=None) -> torch.Tensor:
         """Responsibilities r(x): softmax over the open pots of the guide's mean logits, (N, K)."""
-        active = self._resolve_active(active)
-        head = self.encoder.logits_params(self.encoder.hidden(x))
-        y = self.logits_guide(head).mean
-        return masked_softmax(y, active)
+        return masked_softmax(self.mean_logits(x), self._resolve_active(active))

@@ -201,7 +201,7 @@ def prior_predictive(
     active = _open_set(vae, active)
     model = vae.model
     if pot is not None:
-        open_pots = active.nonzero().squeeze(-1).tolist()
+        open_pots = vae.open_ids(active).tolist()
         if pot not in open_pots:
             raise ValueError(f"pot {pot} is not open; open pots: {open_pots}")
         active = pots_mask(vae.num_pots, [pot], device=active.device)
@@ -243,7 +243,7 @@ def occupancy(vae: PotsVAE, active: Optional[torch.Tensor] = None) -> Statistic:
     encoder is fixed, so this is a function of the data alone.
     """
     active = _open_set(vae, active)
-    pots = active.nonzero().squeeze(-1)
+    pots = vae.open_ids(active)
 
     def stat(x: torch.Tensor) -> torch.Tensor:
         best = vae.responsibilities(x, active).index_select(-1, pots).argmax(-1)
@@ -422,7 +422,7 @@ def check(
     active = _open_set(vae, active)
     samples = posterior_predictive(vae, x, active, num_samples, seed, guide, parallel)
     x_rep = replicates(samples)
-    pots = active.nonzero().squeeze(-1).tolist()
+    pots = vae.open_ids(active).tolist()
     result = PredictiveCheck(x, samples, pots)
     plain = {"mean": feature_mean, "variance": feature_variance}
     plain.update(occupancy=occupancy(vae, active), **statistics)

@@ -80,9 +80,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from torch.nn.functional import softplus
 
-from pyro_pots.model.networks import MIN_SCALE
 from pyro_pots.model.pots_vae import PotsVAE
 from pyro_pots.sites import DATA_PLATE, OBS, Z
 from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
@@ -105,14 +103,13 @@ def pot_model_and_guide(vae: PotsVAE, pot: int) -> Tuple[Callable, Callable]:
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
             prior = dist.Normal(x.new_zeros(vae.latent_dim), 1.0).to_event(1)
             z = pyro.sample(Z, prior)
-            out = vae.decoders.decode(z.unsqueeze(-3), idx).squeeze(-3)
+            out = vae.decode(z.unsqueeze(-3), idx).squeeze(-3)
             pyro.sample(OBS, vae.likelihood(out), obs=x)
 
     def guide(x: torch.Tensor) -> None:
-        heads = vae.encoder.latent_heads(vae.encoder.hidden(x), idx)[0]
-        loc, raw_scale = heads.split(vae.latent_dim, dim=-1)
+        q = vae.latent_posterior(x, idx)  # (1, N, d): the pot's own head
         with pyro.plate(DATA_PLATE, x.shape[0], dim=-1):
-            pyro.sample(Z, dist.Normal(loc, softplus(raw_scale) + MIN_SCALE).to_event(1))
+            pyro.sample(Z, dist.Normal(q.loc[0], q.scale[0]).to_event(1))
 
     return model, guide
 
@@ -146,7 +143,7 @@ def iw_log_likelihood(vae: PotsVAE, x: torch.Tensor, num_samples: int) -> torch.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    pots = vae.active.nonzero().squeeze(-1).tolist()
+    pots = vae.open_ids().tolist()
     rows = max(1, _BATCH // num_samples)
     out = x.new_empty(x.shape[0], len(pots))
     for j, pot in enumerate(pots):
@@ -234,7 +231,7 @@ def row_scores(
     keyed by :data:`COLUMNS`. ``calibration`` comes from :func:`calibrate` on the training
     rows with the same ``num_samples``.
     """
-    pots = vae.active.nonzero().squeeze(-1)
+    pots = vae.open_ids()
     resp, elbo, nll = pot_misfit(vae, x, num_samples)
     assign = resp.argmax(-1)
     log_w = calibration.weights.log()

@@ -102,7 +102,7 @@ def test_replicates_of_a_model_whose_logit_prior_cannot_be_sampled(prior):
     vae, x = tiny_vae(logit_prior=prior), data()
     assert not ppc.can_sample_logit_prior(vae)
     samples = ppc.posterior_predictive(vae, x, num_samples=2, seed=0)
-    guide_logits = vae.logits_guide(vae.encoder.logits_params(vae.encoder.hidden(x))).mean
+    guide_logits = vae.mean_logits(x)
     assert torch.allclose(samples[sites.LOGITS][:, 0], guide_logits.expand(2, N, K))
 
 
@@ -250,7 +250,7 @@ def test_check_run_on_other_data_with_as_many_features(fitted_run, tmp_path):
 def test_ppc_never_replaces_a_ppc_json_it_did_not_write(fitted_run, tmp_path, capsys):
     copy = tmp_path / "run"
     copy.mkdir()
-    for name in ("config.yaml", "checkpoint.pt"):
+    for name in ("config.yaml", "checkpoint.pt", "summary.json"):
         (copy / name).write_bytes((fitted_run / name).read_bytes())
     (copy / "ppc.json").write_text('{"my": "notes"}')
     assert main(["ppc", "--run", str(copy), "-n", "2"]) == 2

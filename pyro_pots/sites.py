@@ -10,8 +10,11 @@ LOGITS = "logits"
 #: w in the simplex, the relaxed one-hot routing weights (exactly 0 on closed pots).
 ROUTE = "route"
 #: z of shape (K, N, d): one Normal latent per pot; the pot axis is the ``channels`` plate
-#: (dim -2, outside the ``data`` plate at dim -1, so that every per-row site has batch
-#: shape (N,) and ``Predictive`` returns ``obs`` as (S, N, D)).
+#: (dim -2, outside the ``data`` plate at dim -1), so every per-row site has batch shape
+#: (N,). ``Predictive`` keeps the plates' dims: it returns ``z`` as (S, K, N, d) and the
+#: per-row sites with a size-1 dim in the channels slot, ``obs`` as (S, 1, N, D) and
+#: ``logits``, ``route`` and ``responsibilities`` as (S, 1, N, K)
+#: (:func:`pyro_pots.ppc.replicates` drops it).
 Z = "z"
 #: the observed data x.
 OBS = "obs"

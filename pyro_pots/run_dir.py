@@ -3,26 +3,30 @@ The run directory: everything a fit leaves on disk, and reading it back.
 
 ::
 
-    config.yaml       the resolved configuration
+    run.json          the run marker and the fingerprint of the run's data
+    config.yaml       the resolved configuration (the data as an absolute path)
     checkpoint.pt     trainer state (model, optimizer, stage manager, RNG): resumes exactly
     history.csv       one row per epoch: losses, open pots, lambda, temperature, usage
     stages.json       the stage manager's decision log (reasons and numbers)
     assignments.csv   row, pot, max responsibility, label (when known)
     summary.json      the headline numbers
     plots/            loss curve with unlocks, usage over time, responsibilities, samples
+    .pyro-pots.lock   the lock a writer holds (see :mod:`pyro_pots.storage.lock`)
+
+How a fit creates, locks and replaces this directory is :mod:`pyro_pots.storage`'s job.
 """
 
 import csv
+import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
 
-from pyro_pots.errors import PotsInputError
+from pyro_pots.errors import PotsInputError, first_line
 
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
@@ -32,45 +36,60 @@ ASSIGNMENTS = "assignments.csv"
 SUMMARY = "summary.json"
 PLOTS = "plots"
 
-#: files whose presence marks a directory as a pyro-pots run (so --overwrite may replace it).
-_MARKERS = (CONFIG, CHECKPOINT, SUMMARY)
+RUN_MARKER = "run.json"
+#: the key of ``run.json`` that marks a directory as a pyro-pots run; its value is the
+#: layout's version.
+RUN_TAG = "pyro_pots_run"
+RUN_VERSION = 1
 
 
-def prepare(out: Path, overwrite: bool) -> None:
-    """Create ``out`` for a new run. An existing non-empty directory is replaced only with
-    ``overwrite`` and only when it is a pyro-pots run; anything else is left untouched."""
+def write_marker(data_fingerprint: Dict[str, Any], out: Path) -> None:
+    """``run.json``: the run marker (``--overwrite`` replaces only marked runs; see
+    :mod:`pyro_pots.storage.ownership`) and the fingerprint of the run's data (see
+    :mod:`pyro_pots.storage.fingerprint`). Written atomically."""
+    tmp = out / (RUN_MARKER + ".tmp")
+    write_json({RUN_TAG: RUN_VERSION, "data": data_fingerprint}, tmp)
+    os.replace(tmp, out / RUN_MARKER)
+
+
+def read_marker(run: Path) -> Optional[Dict[str, Any]]:
+    """The contents of a run's ``run.json``; None for a run written before it existed.
+
+    :raises PotsInputError: an unreadable or malformed ``run.json``.
+    """
+    path = run / RUN_MARKER
+    if not path.exists():
+        return None
     try:
-        _prepare(out, overwrite)
-    except PotsInputError:
-        raise
-    except (OSError, ValueError) as error:  # a name too long, a path through a file, a NUL
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise PotsInputError(f"run directory '{out}': cannot be created ({reason})") from None
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise PotsInputError(f"cannot read '{path}': {first_line(error)}") from None
+    if not isinstance(value, dict) or value.get(RUN_TAG) != RUN_VERSION:
+        raise PotsInputError(f"'{path}' is not a run marker this version of pyro-pots reads")
+    if not isinstance(value.get("data"), dict):
+        raise PotsInputError(f"'{path}' has no data fingerprint")
+    return value
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise PotsInputError(f"run directory '{out}' is a file; choose another output.dir")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise PotsInputError(
-                f"run directory '{out}' exists and is not empty; pass --overwrite "
-                "(output.overwrite=true), --resume, or choose another --out"
-            )
-        if not any((out / name).exists() for name in _MARKERS):
-            raise PotsInputError(
-                f"refusing to overwrite '{out}': it is not a pyro-pots run directory "
-                f"(it has none of {', '.join(_MARKERS)})"
-            )
-        shutil.rmtree(out)
-    (out / PLOTS).mkdir(parents=True, exist_ok=True)
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes (the config a checkpoint was written with)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_checkpoint(state: Dict[str, Any], out: Path) -> None:
-    """Write the checkpoint atomically: a crash mid-write leaves the previous one intact."""
+    """Write the checkpoint atomically: a crash mid-write leaves the previous one intact.
+
+    :raises PotsInputError: the run directory cannot be written (read-only, full).
+    """
     tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, out / CHECKPOINT)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise PotsInputError(
+            f"cannot write the checkpoint in '{out}' ({error.strerror or first_line(error)})"
+        ) from None
 
 
 def load_checkpoint(run: Path) -> Dict[str, Any]:
@@ -81,20 +100,25 @@ def load_checkpoint(run: Path) -> Dict[str, Any]:
         raise PotsInputError(f"no checkpoint in '{run}' (expected {path})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file: one line naming it
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PotsInputError(f"cannot read checkpoint '{path}': {reason}") from None
+    except Exception as error:  # any unreadable file: one line naming it, no ANSI colours
+        raise PotsInputError(f"cannot read checkpoint '{path}': {first_line(error)}") from None
     required = ("trainer", "data_dim", "format")
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise PotsInputError(f"'{path}' is not a pyro-pots checkpoint")
     return state
 
 
+#: the columns of ``history.csv`` before the ``usage_k`` ones (keys of a history row).
+HISTORY_COLUMNS = (
+    *("epoch", "stage", "n_open", "open", "train_loss", "heldout_loss", "lam"),
+    *("temperature", "kicking", "mean_max_resp", "action", "bad_steps", "rolled_back"),
+    "lr",
+)
+
+
 def write_history(rows: List[Dict[str, Any]], num_pots: int, path: Path) -> None:
     """``history.csv``: one line per epoch, with a ``usage_k`` column per pot."""
-    columns = ["epoch", "stage", "n_open", "open", "train_loss", "heldout_loss", "lam"]
-    columns += ["temperature", "kicking", "mean_max_resp", "action", "bad_steps", "rolled_back"]
-    columns += ["lr"]
+    columns = list(HISTORY_COLUMNS)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns + [f"usage_{k}" for k in range(num_pots)])

@@ -200,17 +200,22 @@ def test_a_jit_compiled_fit_runs_and_matches_the_run_directory_layout(tmp_path):
     assert len(history) == 6 and all(np.isfinite(float(r["train_loss"])) for r in history)
 
 
-def test_a_run_that_fails_while_writing_outputs_has_no_summary(tmp_path, monkeypatch):
+def test_a_run_that_fails_while_writing_outputs_has_no_summary(tmp_path, monkeypatch, capsys):
     from pyro_pots import plots
 
     def broken(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(plots, "write_run_plots", broken)
-    with pytest.raises(OSError):
-        fit(tmp_path / "run", "--set", "train.max_epochs=3")
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    with monkeypatch.context() as patch:
+        patch.setattr(plots, "write_run_plots", broken)
+        assert fit(tmp_path / "run", "--set", "train.max_epochs=3") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0]
+    assert (tmp_path / "run" / "checkpoint.pt").exists()  # the training is kept: resumable
     assert not (tmp_path / "run" / "summary.json").exists()
+    argv = ["fit", "--out", str(tmp_path / "run"), "--resume", "--quiet"]
+    assert main([*argv, "--set", "train.max_epochs=3"]) == 0
+    assert (tmp_path / "run" / "summary.json").exists()
 
 
 def test_data_the_model_cannot_score_in_float32_is_one_line(tmp_path, capsys):

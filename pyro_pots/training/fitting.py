@@ -4,12 +4,15 @@ run directory (see :mod:`pyro_pots.run_dir`).
 """
 
 import contextlib
+import math
+import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,9 +21,11 @@ from tqdm import tqdm
 from pyro_pots import plots, run_dir, uncertainty
 from pyro_pots.config import Config, load_config, save_config
 from pyro_pots.data import Dataset, load_data
-from pyro_pots.errors import FitInterrupted, PotsInputError
+from pyro_pots.errors import FitInterrupted, PotsInputError, TrainingFailed
 from pyro_pots.metrics import clustering_scores
 from pyro_pots.model import PotsVAE
+from pyro_pots.storage import RunStaging, fingerprint
+from pyro_pots.storage.checkpoints import check_header, load_trainer_state
 from pyro_pots.training import distributed
 from pyro_pots.training.trainer import CurriculumTrainer, resolve_device
 
@@ -28,26 +33,46 @@ from pyro_pots.training.trainer import CurriculumTrainer, resolve_device
 CHECKPOINT_FORMAT = 1
 
 
+#: the signals a fit stops on at the end of an epoch: Ctrl-C, and what job schedulers send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _StoppedAgain(KeyboardInterrupt):
+    """A second stop signal: the fit stops at once (a KeyboardInterrupt, so that no
+    ``except Exception`` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextlib.contextmanager
-def _deferred_sigint():
-    """While fitting, a first SIGINT only raises a flag that the loop reads at the end of
-    the epoch (so the checkpoint is of a whole epoch); a second one interrupts at once.
-    Signals can only be caught on the main thread; elsewhere Ctrl-C is left alone."""
-    flag = {"raised": False}
+def _deferred_signals() -> Iterator[Dict[str, Any]]:
+    """While fitting, a first SIGINT or SIGTERM only records itself; the loop reads it at
+    the end of the epoch (so the checkpoint is of a whole epoch). A second one stops at once
+    (:class:`_StoppedAgain`), except inside a block marked ``critical`` (the swap that puts
+    a run in place), which always runs to its end. Signals can only be caught on the main
+    thread; elsewhere they are left alone."""
+    flag: Dict[str, Any] = {"signum": None, "critical": False}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
-        if flag["raised"]:
-            raise KeyboardInterrupt
-        flag["raised"] = True
+        if flag["signum"] is not None and not flag["critical"]:
+            raise _StoppedAgain(signum)
+        flag["signum"] = flag["signum"] or signum
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
 
 
 @dataclass
@@ -72,17 +97,29 @@ def fit(
     :param Config cfg: the configuration (default: :func:`~pyro_pots.config.default_config`).
     :param bool resume: continue the run in ``cfg.output.dir`` from its checkpoint, with
         the same stage state, RNG and optimizer; the run's saved config is used, with the
-        epoch budget (``train.max_epochs``) taken from ``cfg``.
+        epoch budget (``train.max_epochs``) taken from ``cfg``. The run's data must be the
+        data it was fitted on (its fingerprint is checked) and its ``config.yaml`` the one
+        its checkpoint was written with.
     :param bool progress: show a tqdm bar (stage, open pots, held-out loss).
     :param grow_from: a fitted run directory to grow from, on ``cfg``'s data: its pots
         stay, the curriculum goes on and may open more, and the new run (in
-        ``cfg.output.dir``, another directory) starts with a ``grow`` decision that records
-        each pot's share of the new rows. ``cfg.model`` must be the run's; ``train.max_epochs``
-        counts the new epochs. The fitted run is not changed.
-    :raises PotsInputError: bad data, an existing run directory without ``overwrite``, or
-        a missing or unreadable checkpoint.
-    :raises FitInterrupted: on SIGINT, once the epoch is finished and its checkpoint saved
-        (the run directory then has no ``summary.json``: it is not a finished run).
+        ``cfg.output.dir``, another directory, neither inside nor around it) starts with a
+        ``grow`` decision that records each pot's share of the new rows. ``cfg.model`` must
+        be the run's; ``train.max_epochs`` counts the new epochs. The fitted run is not
+        changed.
+    :raises PotsInputError: bad data, an existing run directory without ``overwrite``, a
+        directory holding files pyro-pots did not write, a run directory in use by another
+        process, or a missing, unreadable or inconsistent checkpoint.
+    :raises TrainingFailed: every step non-finite for ``train.bad_step_patience`` steps in a
+        row, with nothing good since the last rollback: the model cannot train on this data.
+    :raises FitInterrupted: on SIGINT or SIGTERM, once the epoch is finished and its
+        checkpoint saved (the run directory then has no ``summary.json``: it is not a
+        finished run), or at once on a second signal (the last checkpoint, if any, is kept).
+
+    A new fit over an existing run (``output.overwrite``) writes into a temporary sibling
+    directory and replaces the old run only when it finishes or is interrupted with its
+    checkpoint saved; a fit that fails leaves the old run as it was. See
+    ``docs/reliability.md``.
 
     Under ``torchrun`` every rank calls this; it joins the process group (see
     :mod:`pyro_pots.training.distributed`) and only rank 0 writes the run directory.
@@ -92,7 +129,9 @@ def fit(
         raise PotsInputError("train.jit cannot be used under torchrun; set train.jit=false")
     joined = distributed.init_from_env(resolve_device(cfg.train.device))
     try:
-        result = _fit(cfg, resume, progress and distributed.is_main(), grow_from)
+        progress = progress and distributed.is_main()
+        with _deferred_signals() as signals:
+            result = _staged_fit(cfg, resume, progress, grow_from, signals)
         if joined:  # leave together: a rank that exits while rank 0 still writes aborts
             torch.distributed.barrier()
         return result
@@ -101,54 +140,157 @@ def fit(
             torch.distributed.destroy_process_group()
 
 
-def _fit(cfg: Config, resume: bool, progress: bool, grow_from: Optional[Path]) -> FitResult:
+def _staged_fit(
+    cfg: Config,
+    resume: bool,
+    progress: bool,
+    grow_from: Optional[Path],
+    signals: Dict[str, Any],
+) -> FitResult:
+    """:func:`_fit` inside a :class:`RunStaging` (rank 0's): what a failed fit wrote is
+    removed, a finished or resumable one is put in place, and the locks are held until the
+    end."""
+    out = Path(cfg.output.dir)
+    staging = RunStaging(out, resume=resume, overwrite=cfg.output.overwrite)
+    main = distributed.is_main()
+    progress_state: Dict[str, Any] = {"saved_epoch": None, "epoch": 0}
+    try:
+        try:
+            result = _fit(cfg, resume, progress, grow_from, signals, staging, progress_state)
+        except FitInterrupted:  # its checkpoint is saved: the run may be resumed
+            if main:
+                _put_in_place(staging, signals)
+            raise
+        except _StoppedAgain as stop:
+            raise _stopped_again(stop, out, staging, signals, progress_state) from None
+        except BaseException as error:
+            if main and staging.opened:
+                resumable = (staging.work / run_dir.CHECKPOINT).is_file()
+                staging.discard(resumable and not isinstance(error, PotsInputError))
+            raise
+        if main:
+            _put_in_place(staging, signals)
+        return result
+    finally:
+        staging.close()
+
+
+def _put_in_place(staging: RunStaging, signals: Dict[str, Any]) -> None:
+    """The swap that puts a new run in place, shielded from a second signal."""
+    signals["critical"] = True
+    try:
+        note = staging.commit()
+    finally:
+        signals["critical"] = False
+    if note:
+        print(f"pyro-pots: {note}", file=sys.stderr)
+
+
+def _stopped_again(
+    stop: _StoppedAgain,
+    out: Path,
+    staging: RunStaging,
+    signals: Dict[str, Any],
+    state: Dict[str, Any],
+) -> FitInterrupted:
+    """A second signal stopped the fit mid-epoch: keep the last checkpoint if there is one
+    (it resumes exactly), else remove what the fit wrote; the line that says which."""
+    name = _signal_name(stop.signum)
+    during = f"{name} again during epoch {state['epoch'] + 1}"
+    main = distributed.is_main()
+    if not staging.opened:
+        return FitInterrupted(f"interrupted ({during}); nothing was written", stop.signum)
+    if (staging.work / run_dir.CHECKPOINT).is_file():
+        if main:
+            _put_in_place(staging, signals)
+        epoch = state["saved_epoch"]
+        saved = f"of epoch {epoch} " if epoch is not None else ""
+        return FitInterrupted(
+            f"interrupted ({during}); the checkpoint {saved}in '{out}' is kept: go on with "
+            f"`pyro-pots fit --out {out} --resume`",
+            stop.signum,
+        )
+    replacing = staging.replacing
+    if main:
+        staging.discard(keep_resumable=False)
+    kept = f"'{out}' still holds the previous run" if replacing else "nothing was kept"
+    return FitInterrupted(
+        f"interrupted ({during}) before the first checkpoint; {kept}", stop.signum
+    )
+
+
+def _fit(
+    cfg: Config,
+    resume: bool,
+    progress: bool,
+    grow_from: Optional[Path],
+    signals: Dict[str, Any],
+    staging: RunStaging,
+    state: Dict[str, Any],
+) -> FitResult:
     main = distributed.is_main()
     out = Path(cfg.output.dir)
-    checkpoint = grown = None
-    if resume:
+    checkpoint = grown = marker = None
+    if grow_from is not None:
+        _check_grow_paths(Path(grow_from), out)
+    if resume:  # lock first: nothing may change the run while it is read
+        distributed.from_main(staging.open if main else lambda: out)
         checkpoint = run_dir.load_checkpoint(out)
-        saved = load_config(out / run_dir.CONFIG, [f"train.max_epochs={cfg.train.max_epochs}"])
-        cfg = saved
+        check_header(checkpoint, out, CHECKPOINT_FORMAT)
+        cfg = load_config(out / run_dir.CONFIG, [f"train.max_epochs={cfg.train.max_epochs}"])
+        marker = run_dir.read_marker(out)
+        state["saved_epoch"] = checkpoint["trainer"].get("epoch")
     if grow_from is not None:
         grown, cfg = _grown_run(Path(grow_from), cfg)
     torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data.spec, cfg.model.likelihood)
     train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
+    if marker is not None:
+        fingerprint.verify(
+            marker["data"], data, cfg.data.spec, str(out), "the run goes on only on its own data"
+        )
     if grown is not None and grown["data_dim"] != data.n_features:
         raise PotsInputError(
             f"the run in '{grow_from}' takes {grown['data_dim']} features, "
             f"the data has {data.n_features}"
         )
+    if checkpoint is not None and checkpoint["data_dim"] != data.n_features:
+        raise PotsInputError(
+            f"checkpoint in '{out}' is for {checkpoint['data_dim']} features, "
+            f"the data has {data.n_features}"
+        )
+    work = out
     if not resume:  # rank 0 writes; its error, if any, is raised on every rank
+        cfg = replace(cfg, data=replace(cfg.data, spec=fingerprint.resolved_spec(cfg.data.spec)))
 
-        def prepare() -> None:
-            run_dir.prepare(out, cfg.output.overwrite)
-            save_config(cfg, out / run_dir.CONFIG)
+        def prepare() -> Path:
+            folder = staging.open()
+            save_config(cfg, folder / run_dir.CONFIG)
+            run_dir.write_marker(fingerprint.fingerprint(data), folder)
+            return folder
 
-        distributed.from_main(prepare)
-    trainer = CurriculumTrainer(cfg, torch.from_numpy(train.X), torch.from_numpy(held.X))
+        work = distributed.from_main(prepare if main else lambda: out)
+    config_sha256 = run_dir.file_sha256(work / run_dir.CONFIG) if main else None
+    trainer = new_trainer(cfg, torch.from_numpy(train.X), torch.from_numpy(held.X))
     if checkpoint is not None:
-        if checkpoint["data_dim"] != data.n_features:
-            raise PotsInputError(
-                f"checkpoint in '{out}' is for {checkpoint['data_dim']} features, "
-                f"the data has {data.n_features}"
-            )
-        trainer.load_state_dict(checkpoint["trainer"])
+        load_trainer_state(trainer, checkpoint["trainer"], out / run_dir.CHECKPOINT, train.n_rows)
     if grown is not None:
         trainer.grow_from(grown["trainer"])
+    state["epoch"] = trainer.epoch
 
-    start = time.perf_counter() - (checkpoint["time_s"] if checkpoint else 0.0)
+    start = time.perf_counter() - (checkpoint.get("time_s", 0.0) if checkpoint else 0.0)
 
     def save() -> None:
-        if not main:
-            return
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "data_dim": data.n_features,
-            "trainer": trainer.state_dict(),
-            "time_s": time.perf_counter() - start,
-        }
-        run_dir.save_checkpoint(state, out)
+        if main:
+            checkpoint_state = {
+                "format": CHECKPOINT_FORMAT,
+                "data_dim": data.n_features,
+                "config_sha256": config_sha256,
+                "trainer": trainer.state_dict(),
+                "time_s": time.perf_counter() - start,
+            }
+            run_dir.save_checkpoint(checkpoint_state, work)
+        state["saved_epoch"] = trainer.epoch
 
     bar = tqdm(
         total=cfg.train.max_epochs,
@@ -157,26 +299,29 @@ def _fit(cfg: Config, resume: bool, progress: bool, grow_from: Optional[Path]) -
         unit="epoch",
         disable=not progress,
     )
+    guard = _NonFiniteGuard(cfg.train.bad_step_patience, _steps_per_epoch(cfg, train.n_rows))
 
     def on_epoch(row: Dict[str, Any]) -> None:
+        state["epoch"] = row["epoch"]
+        guard.observe(row)
         bar.set_postfix(
             stage=row["stage"], pots=row["n_open"], heldout=f"{row['heldout_loss']:.3f}"
         )
         bar.update()
-        interrupted = not distributed.all_true(not sigint["raised"], trainer.device)
+        interrupted = not distributed.all_true(signals["signum"] is None, trainer.device)
         if row["action"] != "continue" or interrupted:
             save()
         if interrupted:
-            raise FitInterrupted(
-                f"interrupted after epoch {row['epoch']}; the checkpoint in '{out}' is saved: "
-                f"go on with `pyro-pots fit --out {out} --resume`"
-            )
+            raise _interrupted(signals, f"after epoch {row['epoch']}", out)
 
     if resume and main:  # a finished run's summary no longer describes the run going on
         (out / run_dir.SUMMARY).unlink(missing_ok=True)
-    with bar, _deferred_sigint() as sigint:
+    with bar:
         trainer.run(on_epoch)
+    guard.check_trained(trainer.history)
     save()  # before finish(): a run cut by the budget resumes from here
+    if not distributed.all_true(signals["signum"] is None, trainer.device):
+        raise _interrupted(signals, f"after epoch {trainer.epoch}", out)
     trainer.finish()
     pots, resp = open_responsibilities(trainer, data)
     summary = summarize(trainer, data, time.perf_counter() - start, (pots, resp))
@@ -186,23 +331,120 @@ def _fit(cfg: Config, resume: bool, progress: bool, grow_from: Optional[Path]) -
             "rank_state_sha256": distributed.state_digests(trainer.vae),
         }
     if main:
-        write_outputs(trainer, data, summary, (pots, resp), out, cfg.output.plots)
+        write_outputs(trainer, data, summary, (pots, resp), work, cfg.output.plots)
     return FitResult(trainer.vae, trainer, summary, out)
 
 
-def _grown_run(run: Path, cfg: Config) -> Tuple[Dict[str, Any], Config]:
-    """The checkpoint to grow from, and ``cfg`` with the epoch budget made a total."""
-    if Path(cfg.output.dir).resolve() == run.resolve():
+def _interrupted(signals: Dict[str, Any], when: str, out: Path) -> FitInterrupted:
+    signum = signals["signum"] or signal.SIGINT
+    return FitInterrupted(
+        f"interrupted {when} ({_signal_name(signum)}); the checkpoint in '{out}' is saved: "
+        f"go on with `pyro-pots fit --out {out} --resume`",
+        signum,
+    )
+
+
+def new_trainer(cfg: Config, train_x: torch.Tensor, heldout_x: torch.Tensor) -> CurriculumTrainer:
+    """The trainer ``cfg`` describes on these rows."""
+    if hasattr(CurriculumTrainer, "from_config"):
+        return CurriculumTrainer.from_config(cfg, train_x, heldout_x)
+    return CurriculumTrainer(cfg, train_x, heldout_x)  # the trainer before from_config
+
+
+def _steps_per_epoch(cfg: Config, rows: int) -> int:
+    return math.ceil(rows / (cfg.train.batch_size * distributed.world_size()))
+
+
+class _NonFiniteGuard:
+    """
+    A fit that cannot train must not report success. An epoch in which every step had a
+    non-finite loss or gradient computed no loss: its ``train_loss`` becomes NaN (written
+    as null), never 0.0. When ``patience`` such steps in a row (across epochs) find
+    nothing good since the last rollback, or since the start, the fit ends with
+    :class:`TrainingFailed`.
+
+    The trainer's own guard (a rollback after ``patience`` bad steps in a row) does this
+    when its count runs across epochs; this one also catches a trainer whose count starts
+    afresh each epoch, where an epoch shorter than ``patience`` never rolls back.
+    """
+
+    def __init__(self, patience: int, steps_per_epoch: int) -> None:
+        self.patience = patience
+        self.steps_per_epoch = steps_per_epoch
+        self.bad_in_a_row = 0
+        self.trained = False  # a finite step since the start
+        self.rolled_back = False  # a rollback since the last finite step
+
+    def observe(self, row: Dict[str, Any]) -> None:
+        """Read one epoch's history row (and mend its loss if none was computed)."""
+        bad = int(row.get("bad_steps") or 0)
+        loss = row.get("train_loss")
+        # a trainer that divides by max(rows, 1) reports 0.0 when no step was finite
+        no_loss = loss is None or (bad > 0 and loss == 0.0) or not math.isfinite(loss)
+        if no_loss:
+            row["train_loss"] = float("nan")
+        if row.get("rolled_back"):
+            self.rolled_back = True
+            self.bad_in_a_row = 0
+        elif no_loss or bad >= self.steps_per_epoch:
+            self.bad_in_a_row += bad
+        else:
+            self.bad_in_a_row = 0
+            self.trained, self.rolled_back = True, False
+        if self.bad_in_a_row >= self.patience and (self.rolled_back or not self.trained):
+            raise TrainingFailed(
+                f"training cannot proceed: {self.bad_in_a_row} steps in a row had a "
+                f"non-finite loss or gradient, up to epoch {row['epoch']}"
+                f"{' after a rollback' if self.rolled_back else ''} (for likelihood=normal, "
+                "standardise features of very large magnitude)"
+            )
+
+    def check_trained(self, history: List[Dict[str, Any]]) -> None:
+        """At the end: a run in which no epoch computed a loss did not train."""
+        if history and not any(_finite(row.get("train_loss")) for row in history):
+            raise TrainingFailed(
+                f"training cannot proceed: no step of the {len(history)} epochs had a "
+                "finite loss and gradient (for likelihood=normal, standardise features of "
+                "very large magnitude)"
+            )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_grow_paths(run: Path, out: Path) -> None:
+    """The run grown from is never changed: ``out`` is neither it, nor inside it, nor
+    around it (paths resolved, so a symlink or ``..`` does not hide it)."""
+    source, target = Path(os.path.realpath(run)), Path(os.path.realpath(out))
+    if target == source:
         raise PotsInputError(
             f"--resume-from '{run}' and --out are the same directory; grow into another "
             "one (the fitted run is never changed)"
         )
+    if source in target.parents:
+        raise PotsInputError(
+            f"--out '{out}' is inside the run '{run}' it grows from; choose a directory "
+            "outside it (the fitted run is never changed)"
+        )
+    if target in source.parents:
+        raise PotsInputError(
+            f"--out '{out}' holds the run '{run}' it grows from; choose another directory"
+        )
+
+
+def _grown_run(run: Path, cfg: Config) -> Tuple[Dict[str, Any], Config]:
+    """The checkpoint to grow from, and ``cfg`` with the epoch budget made a total."""
     if not run.is_dir():
         raise PotsInputError(f"run directory '{run}' does not exist")
     state = run_dir.load_checkpoint(run)
+    check_header(state, run, CHECKPOINT_FORMAT)
     if load_config(run / run_dir.CONFIG).model != cfg.model:
         raise PotsInputError(f"the config's model section differs from the run's in '{run}'")
-    total = state["trainer"]["epoch"] + cfg.train.max_epochs
+    epoch = state["trainer"].get("epoch") if isinstance(state["trainer"], dict) else None
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise PotsInputError(f"checkpoint in '{run}' has no epoch count")
+    total = epoch + cfg.train.max_epochs
     return state, replace(cfg, train=replace(cfg.train, max_epochs=total))
 
 
@@ -230,6 +472,8 @@ def summarize(
     usage = {pot: float((assign == j).mean()) for j, pot in enumerate(pots)}
     entropy = -(resp * np.log(np.clip(resp, 1e-30, 1))).sum(-1)
     history = trainer.history
+    # null, never 0.0, when the last epoch computed no loss (every step non-finite)
+    last_loss = history[-1]["train_loss"] if history else None
     summary = {
         "data": data.name,
         "n_rows": data.n_rows,
@@ -244,7 +488,7 @@ def summarize(
                 trainer.vae, torch.from_numpy(data.X).to(trainer.device)
             ),
         },
-        "final_loss": history[-1]["train_loss"] if history else None,
+        "final_loss": last_loss if _finite(last_loss) else None,
         "heldout_loss": trainer.evaluate(full=False)["heldout_loss"],
         "epochs": trainer.epoch,
         "stages": trainer.manager.stage + 1,

@@ -48,7 +48,9 @@ def main(args):
     data = load_data(cfg.data.spec, cfg.model.likelihood)
     train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
     pyro.clear_param_store()
-    trainer = CurriculumTrainer(cfg, torch.from_numpy(train.X), torch.from_numpy(held.X))
+    trainer = CurriculumTrainer.from_config(
+        cfg, torch.from_numpy(train.X), torch.from_numpy(held.X)
+    )
     printed = 0
 
     def print_new_decisions():

@@ -54,6 +54,7 @@ from typing import Any, ClassVar
 import yaml
 
 from pyro_pots.curriculum.normality import CRITICAL_1E4
+from pyro_pots.curriculum.proposals import PROPOSALS, parse_proposals
 from pyro_pots.curriculum.split import NEW_POT_INITS
 from pyro_pots.curriculum.stage_manager import PARENT_RULES
 from pyro_pots.distributions import ROUTING_MODES
@@ -162,6 +163,18 @@ def _choice(options: Sequence[str]) -> Rule:
         f"one of {', '.join(options)}",
         lambda value: value if isinstance(value, str) and value in options else _REJECT,
     )
+
+
+def _proposals() -> Rule:
+    def clean(value: Any) -> Any:
+        if not isinstance(value, str):
+            return _REJECT
+        try:
+            return ",".join(parse_proposals(value))
+        except ValueError:
+            return _REJECT
+
+    return Rule(f"a comma-separated list of {', '.join(sorted(PROPOSALS))}", clean)
 
 
 def _text() -> Rule:
@@ -393,6 +406,19 @@ class CurriculumConfig(_Section):
     )
     min_gain: float = _key(
         _number(0), 0.0, "with heldout_stop: least held-out gain of a split, nats per row"
+    )
+    evidence_z: float = _key(
+        _number(0),
+        0.0,
+        "a split whose paired held-out gain is at least this many standard errors above zero "
+        "is kept even when it drifted from its proposal (0: off; the agreement test alone)",
+    )
+    split_proposals: str = _key(
+        _proposals(),
+        "two_means",
+        "the split proposals a parent gets in turn before it is marked as tried, comma "
+        "separated: ``two_means`` (2-means on its rows) and ``spectral`` (a bisection of "
+        "its rows' k-nearest-neighbour graph, which follows curved modes)",
     )
     min_usage: float = _key(
         _number(0, 1, high_open=True), 0.02, "usage below which a pot counts as unused"

@@ -95,6 +95,8 @@ TABLE_DEFAULTS = {
     "curriculum.rel_tol": 2e-3,
     "curriculum.smoothing": 0.3,
     "curriculum.min_gain": 0.0,
+    "curriculum.evidence_z": 0.0,
+    "curriculum.split_proposals": "two_means",
     "curriculum.heldout_stop": False,
     "curriculum.max_fades": 3,
     "curriculum.normality_critical": 1.8692,

@@ -192,7 +192,7 @@ def test_a_fresh_split_leaves_the_parent_alone_and_starts_unlike_it():
     bias = t.vae.decoders.output_layer.bias.detach()
     assert torch.equal(bias[0], parent_before)
     assert (bias[1] - bias[0]).abs().max() > 0.05  # no copy: far more than init_noise apart
-    assert (t.kick_targets == 1).any()  # the kick still teaches the split
+    assert (t.kick.targets == 1).any()  # the kick still teaches the split
 
 
 # -- the trainer acting on decisions ------------------------------------------------------
@@ -210,7 +210,7 @@ def _trainer(tmp_path=None, **overrides):
     g = torch.Generator().manual_seed(0)
     centres = torch.tensor([[0.9] * 4 + [0.1] * 4, [0.1] * 4 + [0.9] * 4])
     x = (centres[torch.arange(64) % 2] + 0.05 * torch.randn(64, 8, generator=g)).clamp(0, 1)
-    return CurriculumTrainer(cfg, x[:48], x[48:])
+    return CurriculumTrainer.from_config(cfg, x[:48], x[48:])
 
 
 def test_unlock_copies_the_parent_and_sets_kick_targets_on_its_rows_only():
@@ -218,23 +218,25 @@ def test_unlock_copies_the_parent_and_sets_kick_targets_on_its_rows_only():
     t.train_epoch()
     ev = t.evaluate()
     t.manager.open.append(1)  # what the manager does on an unlock
-    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"])
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"], ev["heldout_rows"])
     assert t.vae.active.tolist() == [True, True, False]
     bias = t.vae.decoders.output_layer.bias.detach()
     assert torch.allclose(bias[1], bias[0], atol=0.05) and not torch.equal(bias[1], bias[0])
-    targets = t.kick_targets
-    assert set(targets.unique().tolist()) <= {0, 1} and (targets == 1).any()
-    assert t.manager.snapshot is not None and t.kick_pot == 1
+    targets = t.kick.targets
+    assert set(targets.unique().tolist()) <= {0, 1, -1} and (targets == 1).any()
+    assert (targets[t.evaluate()["scores"].resp.argmax(-1) != 0] == -1).all()  # parent's rows
+    assert t.kick.pot == 1 and torch.equal(t.pre_split["heldout_rows"], ev["heldout_rows"])
 
 
 def test_kick_loss_pushes_targets_and_ignores_rows_without_one():
     t = _trainer()
     active = pots_mask(3, [0, 1])
     rows = torch.arange(8)
-    t.kick_targets[:] = -1
-    assert t._kick_loss(t.train_x[rows], rows, active).item() == 0.0
-    t.kick_targets[:4] = 1
-    loss = t._kick_loss(t.train_x[rows], rows, active)
+    t.kick.targets[:] = -1
+    assert t.kick.loss(t.vae, t.train_x[rows], rows, active).item() == 0.0
+    t.kick.targets[:4] = 1
+    loss = t.kick.loss(t.vae, t.train_x[rows], rows, active)
     loss.backward()
     assert loss.item() > 0 and t.vae.encoder.logits_head.weight.grad[1].abs().sum() > 0
     assert t.vae.encoder.logits_head.weight.grad[2].abs().sum() == 0  # closed pot
@@ -248,12 +250,12 @@ def test_restore_returns_model_and_optimizer_to_the_snapshot():
     assert not torch.equal(
         snap["vae"]["decoders.output_layer.bias"], t.vae.decoders.output_layer.bias
     )
-    t.manager.snapshot = snap
+    t.pre_split = {"state": snap, "heldout_rows": None}
     t.act(Decision("reject", 2, 1, restore=True), None)
     for name, value in t.vae.state_dict().items():
         assert torch.equal(value, snap["vae"][name]), name
     assert t.optimizer.state_dict()["state"][0]["step"] == snap["optimizer"]["state"][0]["step"]
-    assert (t.kick_targets == -1).all()
+    assert (t.kick.targets == -1).all() and t.pre_split is None
 
 
 def test_split_agreement_is_the_rand_index_of_kick_targets_and_pots_now():
@@ -263,8 +265,8 @@ def test_split_agreement_is_the_rand_index_of_kick_targets_and_pots_now():
     assert t.split_agreement(ev["scores"]) is None  # no split pending
     t.manager.open.append(1)
     t.manager.pending = {"pot": 1, "parent": 0}
-    t.kick_targets[:] = -1
-    t.kick_targets[:8] = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    t.kick.targets[:] = -1
+    t.kick.targets[:8] = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     n = len(t.train_x)
 
     def scores_with(pots_of_rows):

@@ -2,8 +2,12 @@
 failures roll back to the last clean state with a smaller learning rate; the history shows
 each event. Faults are injected into a real trainer."""
 
+import pytest
 import torch
 from test_curriculum_parts import _trainer
+
+from pyro_pots.errors import TrainingFailed
+from pyro_pots.training.trainer import MAX_FRUITLESS_ROLLBACKS
 
 
 class _FaultyELBO:
@@ -56,8 +60,25 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_skipped():
     handle = weight.register_hook(lambda grad: grad * float("nan"))
     step = t.train_epoch()
     handle.remove()
-    assert step["bad_steps"] == 3 and torch.isfinite(torch.tensor(step["train_loss"]))
+    # every step skipped: no loss was computed, and none is reported (never 0.0)
+    assert step["bad_steps"] == 3 and step["train_loss"] is None
     assert torch.equal(weight.detach(), before)
+
+
+def test_bad_steps_count_across_epochs_and_end_training_that_cannot_proceed():
+    # 3 batches per epoch against a patience of 5: a counter reset each epoch never fired
+    t = _trainer(**{"train.bad_step_patience": 5})
+    faulty = _inject(t, lambda call: call >= 4)  # one good epoch, then only failures
+    t.train_epoch()
+    assert t.train_epoch()["bad_steps"] == 3 and t.rollbacks == 0
+    assert t.train_epoch()["rolled_back"] and t.rollbacks == 1  # steps 4 and 5 of the run
+    with pytest.raises(TrainingFailed, match="training cannot proceed"):
+        for _ in range(10):
+            t.train_epoch()
+    assert t.rollbacks == MAX_FRUITLESS_ROLLBACKS
+    faulty.bad = lambda call: False  # one finite step clears the count
+    t.fruitless_rollbacks = MAX_FRUITLESS_ROLLBACKS - 1
+    assert t.train_epoch()["bad_steps"] == 0 and t.fruitless_rollbacks == 0
 
 
 def test_repeated_failures_roll_back_to_the_last_clean_epoch_with_a_smaller_lr():

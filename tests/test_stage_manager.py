@@ -18,6 +18,11 @@ SETTINGS = dict(
     parent_rule="recon",
     heldout_stop=True,
     min_gain=0.1,
+    normality_critical=0.0,
+    max_fades=3,
+    min_agreement=0.0,
+    evidence_z=0.0,
+    proposals=1,
 )
 
 
@@ -152,7 +157,7 @@ def test_max_fades_in_a_row_stop_the_curriculum():
     feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)  # first fade: retried
     d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)  # second fade: stop
     assert (d.action, d.restore) == ("reject", True) and m.stopped and m.open == [0, 1, 2]
-    assert "2 splits in a row faded" in m.stop_reason
+    assert "the splits of 2 parents in a row faded" in m.stop_reason
 
 
 def test_an_accepted_split_clears_the_tried_parents():

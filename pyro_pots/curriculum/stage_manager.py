@@ -1,12 +1,13 @@
 """
 The stage manager: decides, from per-epoch numbers only, when a stage has ended, which pot
-to split, whether a split paid off, and when to stop. It holds no model; the trainer acts
-on its decisions (open a pot, take or restore a snapshot, kick) and reports numbers back.
+to split, whether a split paid off, and when to stop. It holds no model and no model state;
+the trainer acts on its decisions (open a pot, take or restore its pre-split state, kick)
+and reports numbers back.
 """
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 #: How the parent of a new pot is chosen among the candidates: the least normal codes
 #: ("normality"), the largest total misfit ("recon": it explains its data worst), or the
@@ -19,12 +20,13 @@ class Decision:
     """One decision of the stage manager, with the reason and the numbers behind it.
 
     ``action`` is ``continue`` (train on), ``unlock`` (open ``pot`` split from ``parent``
-    and kick it), ``accept`` and ``prune`` (logged only: the split held; a pot that lost
-    its data to later splits was closed; ``grow``: new data arrived), ``reject`` (the split of
+    by its ``attempt``-th split proposal, and kick it), ``accept`` and ``prune`` (logged
+    only: the split held; a pot that lost its data to later splits was closed; ``grow``:
+    new data arrived), ``reject`` (the split of
     ``pot`` is undone; the manager has stopped) or ``stop``. When ``restore`` is true the
-    trainer first restores :attr:`StageManager.snapshot`, its state before the last unlock
-    (a rejected split, logged as its own ``reject`` entry, may be followed at once by the
-    ``unlock`` of another parent).
+    trainer first restores its state from before the last unlock (a rejected split, logged
+    as its own ``reject`` entry, may be followed at once by the ``unlock`` of another
+    proposal or another parent).
     """
 
     action: str
@@ -33,6 +35,7 @@ class Decision:
     pot: Optional[int] = None
     parent: Optional[int] = None
     restore: bool = False
+    attempt: int = 0
     reason: str = ""
     numbers: Dict[str, Any] = field(default_factory=dict)
 
@@ -56,11 +59,16 @@ class StageManager:
       must have stayed where the kick put it: the adjusted Rand index between the kick's
       two-way targets and the parent's rows' pots at the stage end is at least
       ``min_agreement`` (a split across a real gap keeps its boundary; a cut through one
-      mode drifts until a sliver is left, or fades). A split that faded or drifted is
-      rejected: the trainer restores
-      :attr:`snapshot` (its state before the unlock), the pot is closed again, the parent
-      is marked as tried, and the next candidate is split at once; after ``max_fades``
-      fades in a row the curriculum stops. With ``heldout_stop``,
+      mode drifts until a sliver is left, or fades). **Evidence overrides drift**: a split
+      whose paired held-out gain is at least ``evidence_z`` standard errors above zero is
+      kept however far it moved from the proposal (the model found a better boundary than
+      the proposal's; measured: a split that moved to its own partition and gained 0.63
+      nats per row had been undone as drift). A split that faded or drifted without
+      that evidence is rejected: the trainer restores its state from before the unlock,
+      the pot is closed again, and the parent gets its next split proposal (one of
+      ``proposals`` per parent); once all of them are rejected it is marked as tried and
+      the next candidate is split at once; after ``max_fades`` parents in a row the
+      curriculum stops. With ``heldout_stop``,
       a split must also beat the previous stage's best loss by ``min_gain`` nats per row;
       if it does not, the snapshot is restored and the curriculum stops (the greedy
       held-out rule).
@@ -75,6 +83,9 @@ class StageManager:
       faded), every pot is open, the greedy held-out rule fires, or :meth:`stop` is called
       (the epoch budget; a split not yet judged is then undone).
 
+    Every argument is required: their defaults live in one place,
+    :class:`~pyro_pots.config.CurriculumConfig`.
+
     Every decision other than ``continue`` is appended to :attr:`log` with its reason and
     the numbers behind it.
 
@@ -85,14 +96,19 @@ class StageManager:
     :param float normality_critical: split only pots whose normality statistic exceeds
         this; 0 switches the test off.
     :param bool heldout_stop: stop at the first split that does not gain ``min_gain``.
-    :param int max_fades: splits in a row that may fade before the curriculum stops.
+    :param int max_fades: parents in a row whose every split proposal faded or drifted
+        before the curriculum stops.
     :param float min_agreement: the least agreement (adjusted Rand index) between a split's
         kick targets and where its rows are at the stage end; 0 switches the test off.
+    :param float evidence_z: a split whose held-out gain is at least this many standard
+        errors above zero is never undone as drift; 0 switches the override off.
+    :param int proposals: split proposals a parent gets before it is marked as tried.
     """
 
     def __init__(
         self,
         num_pots: int,
+        *,
         start_pots: int,
         min_stage_epochs: int,
         patience: int,
@@ -101,11 +117,13 @@ class StageManager:
         min_usage: float,
         kick_epochs: int,
         parent_rule: str,
-        normality_critical: float = 0.0,
-        heldout_stop: bool = False,
-        min_gain: float = 0.0,
-        max_fades: int = 3,
-        min_agreement: float = 0.0,
+        normality_critical: float,
+        heldout_stop: bool,
+        min_gain: float,
+        max_fades: int,
+        min_agreement: float,
+        evidence_z: float,
+        proposals: int,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
             raise ValueError(f"start_pots must be in 1..{num_pots}, got {start_pots}")
@@ -113,6 +131,8 @@ class StageManager:
             raise ValueError(f"parent_rule must be one of {PARENT_RULES}, got {parent_rule!r}")
         if not 0 < smoothing <= 1:
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+        if proposals < 1:
+            raise ValueError(f"proposals must be >= 1, got {proposals}")
         self.num_pots = num_pots
         self.min_stage_epochs = min_stage_epochs
         self.patience = patience
@@ -126,6 +146,8 @@ class StageManager:
         self.min_gain = min_gain
         self.max_fades = max_fades
         self.min_agreement = min_agreement
+        self.evidence_z = evidence_z
+        self.proposals = proposals
         # -- state (all of it in state_dict) --
         self.open: List[int] = list(range(start_pots))
         self.stage = 0
@@ -138,7 +160,6 @@ class StageManager:
         self.kick_remaining = 0
         self.pending: Optional[Dict[str, Any]] = None  # the unlock under evaluation
         self.tried: List[int] = []  # parents whose split faded since the last accepted one
-        self.snapshot: Any = None  # the trainer's state before the pending unlock
         self.stopped = False
         self.stop_reason = ""
         self.log: List[Dict[str, Any]] = []
@@ -151,11 +172,13 @@ class StageManager:
         misfit: Dict[int, float],
         normality: Optional[Dict[int, float]] = None,
         agreement: Optional[float] = None,
+        evidence: Optional[Dict[str, float]] = None,
     ) -> Decision:
-        """Take one epoch's numbers and return what to do next. ``normality`` and
-        ``agreement`` (of the pending split, see the class docstring) are only read at the
-        end of a stage, so they may be None on other epochs (the trainer computes them when
-        :meth:`would_end_stage` says so)."""
+        """Take one epoch's numbers and return what to do next. ``normality``,
+        ``agreement`` and ``evidence`` (of the pending split: its paired held-out ``gain``
+        in nats per row, the gain's standard error ``se`` and ``z = gain / se``; see the
+        class docstring) are only read at the end of a stage, so they may be None on other
+        epochs (the trainer computes them when :meth:`would_end_stage` says so)."""
         if self.stopped:
             raise RuntimeError("the curriculum has stopped; observe() takes no more epochs")
         if not math.isfinite(loss):
@@ -167,7 +190,7 @@ class StageManager:
         self._track(loss)
         if not self._plateau():
             return self._decide("continue")
-        return self._end_stage(usage, misfit, normality or {}, agreement)
+        return self._end_stage(usage, misfit, normality or {}, agreement, evidence)
 
     def would_end_stage(self, loss: float) -> bool:
         """Whether observing ``loss`` now would end the stage (so the trainer computes the
@@ -195,7 +218,7 @@ class StageManager:
         comparable with the old ones). Logged as ``grow`` with ``numbers`` (where the new
         data went)."""
         self.stopped, self.stop_reason = False, ""
-        self.pending, self.snapshot, self.tried, self.kick_remaining = None, None, [], 0
+        self.pending, self.tried, self.kick_remaining = None, [], 0
         self.stage += 1
         self.stage_epochs, self.smoothed, self.stage_best, self.since_best = 0, None, math.inf, 0
         reason = "new data: the open pots stay and the curriculum may open more"
@@ -216,10 +239,10 @@ class StageManager:
     def _plateau(self) -> bool:
         return self.stage_epochs >= self.min_stage_epochs and self.since_best >= self.patience
 
-    def _end_stage(self, usage, misfit, normality, agreement) -> Decision:
+    def _end_stage(self, usage, misfit, normality, agreement, evidence) -> Decision:
         numbers = {"stage_best": self.stage_best, "stage_epochs": self.stage_epochs}
         if self.pending is not None:
-            verdict = self._judge(usage, agreement, numbers)
+            verdict = self._judge(usage, agreement, evidence, numbers)
             if verdict is not None:
                 return verdict  # undone: the restored state is the one before the split
         self._prune(usage)
@@ -237,9 +260,9 @@ class StageManager:
                 numbers = {"usage": usage.get(pot, 0.0), "min_usage": self.min_usage}
                 self._decide("prune", pot=pot, numbers=numbers, reason="the pot lost its data")
 
-    def _judge(self, usage, agreement, numbers) -> Optional[Decision]:
-        """Accept the pending split (returns None), or reject it: retry with another parent
-        after a fade, stop when the held-out rule fires."""
+    def _judge(self, usage, agreement, evidence, numbers) -> Optional[Decision]:
+        """Accept the pending split (returns None), or reject it: retry with another
+        proposal or parent after a fade or a drift, stop when the held-out rule fires."""
         new, parent = self.pending["pot"], self.pending["parent"]
         share, kept = usage.get(new, 0.0), usage.get(parent, 0.0)
         previous = self.pending["previous_best"]
@@ -248,6 +271,14 @@ class StageManager:
         numbers.update(previous_best=previous, gain=gain)
         if agreement is not None:
             numbers.update(agreement=agreement, min_agreement=self.min_agreement)
+        if evidence is not None:
+            numbers.update(evidence=dict(evidence), evidence_z=self.evidence_z)
+        proven = (
+            self.evidence_z > 0
+            and evidence is not None
+            and evidence["gain"] > 0
+            and evidence["z"] >= self.evidence_z
+        )
         why = None
         if min(share, kept) < self.min_usage:
             # either side emptied: the data did not take the split (a parent that lost all
@@ -256,13 +287,17 @@ class StageManager:
             role = "new pot" if faded == new else "parent"
             why = f"{role} {faded} faded to {left:.3f} of the data (< min_usage {self.min_usage})"
         elif self.min_agreement > 0 and agreement is not None and agreement < self.min_agreement:
-            why = (
-                f"the split drifted from where the kick put it (agreement {agreement:.3f} "
-                f"< min_agreement {self.min_agreement})"
-            )
+            if not proven:
+                why = (
+                    f"the split drifted from where the kick put it (agreement {agreement:.3f} "
+                    f"< min_agreement {self.min_agreement})"
+                )
+            else:
+                numbers.update(drift_overridden=True)
         if why is not None:
-            if len(self.tried) + 1 >= self.max_fades:
-                why += f"; {self.max_fades} splits in a row faded"
+            exhausted = self.pending["attempt"] + 1 >= self.proposals
+            if exhausted and len(self.tried) + 1 >= self.max_fades:
+                why += f"; the splits of {self.max_fades} parents in a row faded"
                 return self._reject(why, numbers, stop=True)
             return self._reject(why, numbers, stop=False)
         if self.heldout_stop and gain < self.min_gain:
@@ -271,26 +306,47 @@ class StageManager:
         self.pending = None
         self.tried = []
         reason = "the new pot holds data after the kick"
+        if numbers.get("drift_overridden"):
+            reason = (
+                f"the split moved from its proposal (agreement {agreement:.3f}) but its "
+                f"held-out gain {evidence['gain']:.4f} +- {evidence['se']:.4f} nats/row is "
+                f"{evidence['z']:.1f} standard errors above zero (>= evidence_z "
+                f"{self.evidence_z})"
+            )
         self._decide("accept", pot=new, parent=parent, numbers=dict(numbers), reason=reason)
         return None
 
-    def _unlock(self, usage, misfit, normality, numbers, restore: bool = False) -> Decision:
+    def _unlock(
+        self,
+        usage,
+        misfit,
+        normality,
+        numbers,
+        restore: bool = False,
+        retry: Optional[Tuple[int, int]] = None,
+    ) -> Decision:
+        """Open the next closed pot, split from the best candidate parent by its first
+        proposal, or from ``retry = (parent, attempt)`` by that proposal."""
         score = {"normality": normality, "recon": misfit, "usage": usage}[self.parent_rule]
         candidates = [k for k in self.open if k not in self.tried]
         if self.normality_critical > 0:
             candidates = [k for k in candidates if normality.get(k, 0.0) > self.normality_critical]
         numbers = {**numbers, "normality": dict(normality), "tried": list(self.tried)}
-        if not candidates:
+        if not candidates and retry is None:
             why = (
                 "no pot left to split: every open pot's codes look like one Gaussian blob "
                 f"(normality <= {self.normality_critical}) or its split faded"
             )
             return self._finish(why, numbers, restore=restore)
-        parent = max(candidates, key=lambda k: score.get(k, -math.inf))
+        if retry is None:
+            parent, attempt = max(candidates, key=lambda k: score.get(k, -math.inf)), 0
+        else:
+            parent, attempt = retry
         new = min(set(range(self.num_pots)) - set(self.open))
         self.pending = {
             "pot": new,
             "parent": parent,
+            "attempt": attempt,
             "previous_best": self.stage_bests[-1] if self.stage_bests else math.inf,
             "scores": {"usage": dict(usage), "misfit": dict(misfit), "normality": dict(normality)},
         }
@@ -302,23 +358,30 @@ class StageManager:
         self.since_best = 0
         self.kick_remaining = self.kick_epochs
         numbers = {**numbers, "parent_rule": self.parent_rule, "parent_score": score.get(parent)}
+        reason = f"plateau; split pot {parent} ({self.parent_rule} rule)"
+        if retry is not None:
+            numbers["proposal"] = attempt
+            reason = f"split pot {parent} again, by its split proposal {attempt + 1}"
         return self._decide(
             "unlock",
             pot=new,
             parent=parent,
             restore=restore,
+            attempt=attempt,
             numbers=numbers,
-            reason=f"plateau; split pot {parent} ({self.parent_rule} rule)",
+            reason=reason,
         )
 
     def _reject(self, reason: str, numbers: Dict[str, Any], stop: bool) -> Decision:
-        """Undo the pending split (the trainer restores :attr:`snapshot`); then stop, or
-        retry at once with the next candidate parent."""
+        """Undo the pending split (the trainer restores its pre-split state); then stop, or
+        retry at once with the parent's next proposal or the next candidate parent."""
         pot, parent = self.pending["pot"], self.pending["parent"]
-        scores = self.pending["scores"]
+        scores, attempt = self.pending["scores"], self.pending["attempt"] + 1
         self.open.remove(pot)
         self.pending = None
-        self.tried.append(parent)
+        retry = (parent, attempt) if attempt < self.proposals else None
+        if retry is None:
+            self.tried.append(parent)
         if stop:
             self.stopped, self.stop_reason = True, f"split rejected: {reason}"
             return self._decide(
@@ -326,7 +389,7 @@ class StageManager:
             )
         self._decide("reject", pot=pot, parent=parent, restore=True, reason=reason, numbers=numbers)
         return self._unlock(
-            scores["usage"], scores["misfit"], scores["normality"], {}, restore=True
+            scores["usage"], scores["misfit"], scores["normality"], {}, restore=True, retry=retry
         )
 
     def _finish(self, reason: str, numbers: Dict[str, Any], restore: bool = False) -> Decision:
@@ -355,7 +418,6 @@ class StageManager:
         "kick_remaining",
         "pending",
         "tried",
-        "snapshot",
         "stopped",
         "stop_reason",
         "log",

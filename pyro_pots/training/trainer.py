@@ -12,7 +12,6 @@ biases routing is undone as soon as it ends; see ``shared/docs/FINDINGS.md``). A
 kick the routing is the model's own; a split the data does not support fades.
 """
 
-import contextlib
 import copy
 import math
 from typing import Any, Callable, Dict, List, Optional
@@ -21,22 +20,21 @@ import pyro
 import torch
 from pyro.infer import JitTrace_ELBO, Trace_ELBO
 from pyro.util import get_rng_state, set_rng_state
-from sklearn.metrics import adjusted_rand_score
-from torch.nn.functional import cross_entropy
 
 from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs
 from pyro_pots.curriculum import Decision, StageManager
-from pyro_pots.curriculum.normality import split_normality
-from pyro_pots.curriculum.split import copy_pot, fresh_pot, two_means
-from pyro_pots.errors import PotsInputError
+from pyro_pots.curriculum.kick import NO_TARGET, Kick
+from pyro_pots.curriculum.proposals import parse_proposals, propose
+from pyro_pots.curriculum.split import copy_pot, fresh_pot
+from pyro_pots.errors import PotsInputError, TrainingFailed
 from pyro_pots.model import PotsVAE
-from pyro_pots.training import distributed
-from pyro_pots.training.scoring import PotScores, mixture_loss, pot_scores, weights_from_mean
+from pyro_pots.training import distributed, stage_scores
+from pyro_pots.training.scoring import PotScores
 from pyro_pots.training.svi_fit import lambda_schedule
 
-#: rows the kick's 2-means sees at most (rows beyond it get no kick target).
-_TWO_MEANS_ROWS = 5000
+#: rollbacks in a row, with no finite step between them, after which training gives up.
+MAX_FRUITLESS_ROLLBACKS = 3
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,6 +77,8 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         min_gain=c.min_gain,
         max_fades=c.max_fades,
         min_agreement=c.min_agreement,
+        evidence_z=c.evidence_z,
+        proposals=len(parse_proposals(c.split_proposals)),
     )
 
 
@@ -98,24 +98,39 @@ class _Method(torch.nn.Module):
 class CurriculumTrainer:
     """
     Grows a :class:`PotsVAE` one pot at a time on ``train_x``, judging stages on
-    ``heldout_x`` (or on ``train_x`` when no rows are held out).
+    ``heldout_x`` (or on ``train_x`` when no rows are held out). Built from its parts; most
+    callers want :meth:`from_config`.
 
-    :param Config cfg: the run configuration.
+    :param Config cfg: the run configuration (the settings the parts do not hold:
+        batches, lambda's schedule, the NaN guard, how a new pot starts).
+    :param PotsVAE vae: the model, on the device it trains on (any logit prior, logits
+        guide, routing or networks; its open set is the manager's).
+    :param StageManager manager: the curriculum's decisions.
+    :param Kick kick: the kick that teaches each split.
+    :param torch.optim.Optimizer optimizer: over ``vae``'s parameters.
     :param torch.Tensor train_x: rows trained on, ``(N, D)``.
     :param torch.Tensor heldout_x: rows that score the stages, ``(M, D)``; may be empty.
     """
 
-    def __init__(self, cfg: Config, train_x: torch.Tensor, heldout_x: torch.Tensor) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        vae: PotsVAE,
+        manager: StageManager,
+        kick: Kick,
+        optimizer: torch.optim.Optimizer,
+        train_x: torch.Tensor,
+        heldout_x: torch.Tensor,
+    ) -> None:
+        if len(kick.targets) != len(train_x):
+            raise ValueError(f"the kick has {len(kick.targets)} rows, train_x {len(train_x)}")
         self.cfg = cfg
-        self.device = distributed.local_device(resolve_device(cfg.train.device))
-        pyro.set_rng_seed(cfg.train.seed)
-        self.vae = PotsVAE(train_x.shape[1], **model_kwargs(cfg)).to(self.device)
+        self.vae, self.manager, self.kick, self.optimizer = vae, manager, kick, optimizer
+        self.device = next(vae.parameters()).device
         self.train_x = train_x.to(self.device)
         self.heldout_x = heldout_x.to(self.device) if len(heldout_x) else self.train_x
-        world = distributed.world_size()
-        self.manager = build_manager(cfg, math.ceil(len(train_x) / (cfg.train.batch_size * world)))
+        self.proposals = parse_proposals(cfg.curriculum.split_proposals)
         self.vae.open_pots(self.manager.open)
-        self.optimizer = adam(self.vae.parameters(), cfg.train.lr)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._elbos: Dict[Any, Any] = {}
         # under torchrun: DistributedDataParallel over Pyro's ELBO module
@@ -123,18 +138,54 @@ class CurriculumTrainer:
         self._ddp = distributed.wrap(elbo_module, self.device)
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []
-        # -1: no kick target; else the pot the kick teaches this row's logits to pick.
-        self.kick_targets = torch.full((len(train_x),), -1, dtype=torch.long)
-        self.kick_pot: Optional[int] = None
         self.batch_generator = torch.Generator().manual_seed(cfg.train.seed)
         self.rollbacks = 0
+        self.bad_in_a_row = 0  # non-finite steps since the last finite one or rollback
+        self.fruitless_rollbacks = 0  # rollbacks since the last finite step
+        # the state before the pending split, and its held-out rows' losses (the evidence's
+        # baseline); None when no split is pending
+        self.pre_split: Optional[Dict[str, Any]] = None
         self._clean = self.snapshot()  # the state a run of non-finite steps rolls back to
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: Config,
+        train_x: torch.Tensor,
+        heldout_x: torch.Tensor,
+        model: Optional[PotsVAE] = None,
+    ) -> "CurriculumTrainer":
+        """The trainer ``cfg`` describes: a new :class:`PotsVAE` (or ``model``, a user's
+        own, moved to the configured device), its stage manager, kick and Adam."""
+        device = distributed.local_device(resolve_device(cfg.train.device))
+        pyro.set_rng_seed(cfg.train.seed)
+        if model is None:
+            model = PotsVAE(train_x.shape[1], **model_kwargs(cfg))
+        elif model.encoder.trunk.in_features != train_x.shape[1]:
+            raise PotsInputError(
+                f"the model takes {model.encoder.trunk.in_features} features, the data has "
+                f"{train_x.shape[1]}"
+            )
+        vae = model.to(device)
+        world = distributed.world_size()
+        manager = build_manager(cfg, math.ceil(len(train_x) / (cfg.train.batch_size * world)))
+        vae.open_pots(manager.open)
+        c = cfg.curriculum
+        kick = Kick(
+            len(train_x),
+            weight=c.kick_weight,
+            temperature=c.kick_temperature,
+            bias=c.kick_bias,
+            lam_factor=c.kick_lam_factor,
+        )
+        optimizer = adam(vae.parameters(), cfg.train.lr)
+        return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x)
 
     # -- one epoch -----------------------------------------------------------------
     def train_epoch(self) -> Dict[str, Any]:
         """One pass over the training rows (this rank's shard under torchrun): SVI steps
         under the handlers, plus the kick's cross-entropy while it lasts."""
-        cfg, c = self.cfg, self.cfg.curriculum
+        cfg = self.cfg
         lam = lambda_schedule(self.epoch, cfg.prior.lam_warmup_epochs, cfg.prior.lam_max)
         kicking = self.manager.kick_remaining > 0
         active = self.vae.active.clone()
@@ -144,22 +195,12 @@ class CurriculumTrainer:
         else:
             order = distributed.shard(len(self.train_x), cfg.train.seed, self.epoch)
         loss_sum = rows_seen = 0.0
-        kick = (
-            handlers.kick(
-                pot=self.kick_pot,
-                temperature=c.kick_temperature,
-                bias=c.kick_bias,
-                lam_factor=c.kick_lam_factor,
-            )
-            if kicking
-            else contextlib.nullcontext()
-        )
         # Pyro's argument and shape checks cost about a third of a step here: run them on
         # the first epoch only (shapes do not change later; splits reuse the same tensors).
         validate = pyro.validation_enabled(self.epoch == 0)
-        bad_in_a_row = skipped = 0
+        skipped = 0
         rolled_back = False
-        with validate, handlers.logit_prior_scale(lam=lam), kick:
+        with validate, handlers.logit_prior_scale(lam=lam), self.kick.handler(kicking):
             for rows in order.split(cfg.train.batch_size):
                 xb = self.train_x[rows]
                 if self._ddp is None:
@@ -167,18 +208,18 @@ class CurriculumTrainer:
                 else:
                     loss = self._ddp(xb, active)
                 if kicking:
-                    loss = loss + c.kick_weight * self._kick_loss(xb, rows, active)
+                    loss = loss + self.kick.loss(self.vae, xb, rows, active)
                 self.optimizer.zero_grad()
                 if not self._backward_is_finite(loss):
                     # the NaN guard: a non-finite step never reaches the parameters
                     skipped += 1
-                    bad_in_a_row += 1
-                    if bad_in_a_row >= cfg.train.bad_step_patience:
+                    self.bad_in_a_row += 1
+                    if self.bad_in_a_row >= cfg.train.bad_step_patience:
                         self._roll_back()
                         rolled_back = True
                         break
                     continue
-                bad_in_a_row = 0
+                self.bad_in_a_row = self.fruitless_rollbacks = 0
                 self.optimizer.step()
                 loss_sum += loss.item()
                 rows_seen += len(rows)
@@ -186,7 +227,8 @@ class CurriculumTrainer:
         total = torch.tensor([loss_sum, rows_seen], dtype=torch.float64, device=self.device)
         total = distributed.all_reduce_sum(total).cpu()
         return {
-            "train_loss": (total[0] / total[1].clamp_min(1)).item(),
+            # None, not 0: no step of this epoch was finite, so no loss was computed
+            "train_loss": (total[0] / total[1]).item() if total[1] > 0 else None,
             "lam": lam,
             "kicking": kicking,
             "bad_steps": skipped,
@@ -206,11 +248,23 @@ class CurriculumTrainer:
 
     def _roll_back(self) -> None:
         """Too many non-finite steps in a row: go back to the start of the last clean epoch
-        with a smaller learning rate (each event lands in the history)."""
+        with a smaller learning rate (each event lands in the history). The count of bad
+        steps runs across epochs; when ``MAX_FRUITLESS_ROLLBACKS`` rollbacks come with no
+        finite step between them, training cannot proceed: :class:`TrainingFailed`."""
+        self.rollbacks += 1
+        self.fruitless_rollbacks += 1
+        if self.fruitless_rollbacks >= MAX_FRUITLESS_ROLLBACKS:
+            steps = self.fruitless_rollbacks * self.cfg.train.bad_step_patience
+            raise TrainingFailed(
+                f"training cannot proceed: {steps} SVI steps in a row were non-finite, "
+                f"through {self.fruitless_rollbacks} rollbacks with smaller learning rates "
+                f"(epoch {self.epoch + 1}); for likelihood=normal, standardise features of "
+                "very large magnitude"
+            )
+        self.bad_in_a_row = 0
         lr = self.learning_rate() * self.cfg.train.rollback_lr_factor
         self.restore(self._clean)
         self.set_learning_rate(lr)
-        self.rollbacks += 1
 
     def learning_rate(self) -> float:
         """The optimizer's current learning rate."""
@@ -225,55 +279,22 @@ class CurriculumTrainer:
         if not self.cfg.train.jit:
             return self._elbos.setdefault(None, Trace_ELBO())
         # handler values are compile-time constants under JIT: one compiled ELBO each
-        key = (lam, self.kick_pot if kicking else None)
+        key = (lam, self.kick.pot if kicking else None)
         if key not in self._elbos:
             self._elbos[key] = JitTrace_ELBO(ignore_jit_warnings=True)
         return self._elbos[key]
 
-    def _kick_loss(self, xb: torch.Tensor, rows: torch.Tensor, active: torch.Tensor):
-        """Cross-entropy (summed over rows) between the raw logits over the open pots and
-        the two-way split of the parent's rows; rows without a target add nothing."""
-        target = self.kick_targets[rows].to(self.device)
-        has = target >= 0
-        if not has.any():
-            return xb.new_zeros(())
-        head = self.vae.encoder.logits_params(self.vae.encoder.hidden(xb[has]))
-        y = self.vae.logits_guide(head).mean
-        y = y.masked_fill(~active, -math.inf)
-        return cross_entropy(y, target[has], reduction="sum")
-
     # -- scores --------------------------------------------------------------------
     def evaluate(self, full: bool = True) -> Dict[str, Any]:
-        """The numbers the stage manager judges by, with fixed noise (common random
-        numbers): the held-out mixture loss and each pot's share of the training rows;
-        with ``full`` also :meth:`train_scores` (needed only at a stage end, and the
-        costly part)."""
-        active = self.vae.active
-        pots = active.nonzero().squeeze(-1)
-        a = len(pots)
-        # each rank scores its share of the rows; the sums are reduced across ranks
-        rows = distributed.strided(self.train_x)
-        resp = self.vae.responsibilities(rows, active).index_select(-1, pots).double()
-        sums = torch.cat(
-            [
-                resp.sum(0),
-                resp.argmax(-1).bincount(minlength=a).double(),
-                resp.max(-1).values.sum().reshape(1),
-                resp.new_tensor([len(resp)]),
-            ]
-        )
-        sums = distributed.all_reduce_sum(sums)
-        n = sums[-1]
-        weights = weights_from_mean(sums[:a] / n).to(self.heldout_x.dtype)
-        held_noise = torch.Generator().manual_seed(self.cfg.train.seed + 2)
-        held_rows = distributed.strided(self.heldout_x)
-        held = pot_scores(self.vae, held_rows, active, generator=held_noise)
-        held_sum = mixture_loss(held, weights).double().sum().reshape(1)
-        held_sum = distributed.all_reduce_sum(torch.cat([held_sum, n.new_tensor([len(held_rows)])]))
+        """The numbers the stage manager judges by (:func:`~.stage_scores.epoch_scores`);
+        with ``full`` also the training rows' misfit and scores (needed only at a stage
+        end, and the costly part)."""
+        ev = stage_scores.epoch_scores(self.vae, self.train_x, self.heldout_x, self.cfg.train.seed)
         result = {
-            "heldout_loss": (held_sum[0] / held_sum[1]).item(),
-            "usage": dict(zip(pots.tolist(), (sums[a : 2 * a] / n).tolist())),
-            "mean_max_resp": (sums[2 * a] / n).item(),
+            "heldout_loss": ev.heldout_loss,
+            "heldout_rows": ev.heldout_rows,
+            "usage": ev.usage,
+            "mean_max_resp": ev.mean_max_resp,
             "misfit": {},
             "scores": None,
         }
@@ -282,92 +303,94 @@ class CurriculumTrainer:
         return result
 
     def train_scores(self) -> Dict[str, Any]:
-        """Each open pot's misfit (total negative ELBO of the training rows, weighted by
-        responsibility) and the training rows' :class:`PotScores`."""
-        noise = torch.Generator().manual_seed(self.cfg.train.seed + 1)
-        train = pot_scores(self.vae, self.train_x, self.vae.active, generator=noise)
-        misfit = -(train.resp * train.elbo).sum(0)
-        return {"misfit": dict(zip(train.pots.tolist(), misfit.tolist())), "scores": train}
+        """Each open pot's misfit and the training rows' :class:`PotScores`."""
+        scores = stage_scores.train_scores(self.vae, self.train_x, self.cfg.train.seed)
+        return {"misfit": stage_scores.misfit(scores), "scores": scores}
 
-    def _stage_end_scores(self):
-        """Misfit, normality and the pending split's agreement for the stage manager,
+    def stage_end_scores(self, heldout_rows: torch.Tensor) -> Dict[str, Any]:
+        """Misfit, normality, the pending split's agreement and its evidence (the paired
+        held-out gain over :attr:`pre_split`, from this epoch's ``heldout_rows``),
         computed on rank 0 and sent to every rank (so that every rank takes the same
         decision); the training rows' scores, which only rank 0 needs to split, stay on
         rank 0 (None elsewhere)."""
         kept: Dict[str, Any] = {}
+        seed = self.cfg.train.seed
 
         def compute():
             kept.update(self.train_scores())
             scores = kept["scores"]
-            return kept["misfit"], self.normality(scores), self.split_agreement(scores)
+            return (
+                kept["misfit"],
+                stage_scores.normality(scores, self.train_x, seed),
+                (self.split_agreement(scores)),
+            )
 
         misfit, normality, agreement = distributed.from_main(compute)
-        return misfit, normality, agreement, kept.get("scores")
-
-    def split_agreement(self, scores: PotScores) -> Optional[float]:
-        """How well the pending split kept the kick's partition: the adjusted Rand index
-        between the kick targets of the parent's rows and their pots now (None when no
-        split is pending). A split across a real gap keeps its boundary once the routing
-        is the model's own; a cut through one mode drifts."""
-        has = self.kick_targets >= 0
-        if self.manager.pending is None or not has.any():
-            return None
-        pots_now = scores.pots.cpu()[scores.resp.argmax(-1).cpu()]
-        return float(adjusted_rand_score(self.kick_targets[has].numpy(), pots_now[has].numpy()))
-
-    def normality(self, scores: PotScores) -> Dict[int, float]:
-        """Each open pot's normality statistic: the larger of the split test on its latent
-        codes and on its rows themselves. (On codes alone, measured on synthetic K = 8, a pot
-        holding two clusters could score below the critical value: the KL term had pulled
-        the two clusters' codes into one blob.)"""
-        own = scores.resp.argmax(-1)
-        seed = self.cfg.train.seed
+        evidence = None
+        if self.manager.pending is not None and self.pre_split is not None:
+            evidence = stage_scores.paired_gain(self.pre_split["heldout_rows"], heldout_rows)
         return {
-            pot: max(
-                split_normality(scores.codes[j][own == j], seed),
-                split_normality(self.train_x[own == j][:_TWO_MEANS_ROWS], seed),
-            )
-            for j, pot in enumerate(scores.pots.tolist())
+            "misfit": misfit,
+            "normality": normality,
+            "agreement": agreement,
+            "evidence": evidence,
+            "scores": kept.get("scores"),
         }
 
+    def split_agreement(self, scores: PotScores) -> Optional[float]:
+        """How well the pending split kept the kick's partition (:meth:`Kick.agreement`);
+        None when no split is pending."""
+        if self.manager.pending is None:
+            return None
+        return self.kick.agreement(stage_scores.pots_of_rows(scores))
+
     # -- acting on decisions ---------------------------------------------------------
-    def act(self, decision: Decision, scores: Optional[PotScores]) -> None:
-        """Restore the pre-unlock snapshot when told to, then split on an unlock."""
+    def act(
+        self,
+        decision: Decision,
+        scores: Optional[PotScores],
+        heldout_rows: Optional[torch.Tensor] = None,
+    ) -> None:
+        """Restore the pre-split state when told to, then split on an unlock. ``scores``
+        are the training rows' stage-end scores (the split's rows come from them) and
+        ``heldout_rows`` this epoch's held-out losses (the baseline a split's evidence is
+        measured against)."""
         if decision.restore:
-            self.restore(self.manager.snapshot)
-            self.kick_targets.fill_(-1)
+            self.restore(self.pre_split["state"])
+            self.kick.clear()
         if decision.action == "unlock":
-            self.manager.snapshot = self.snapshot()
-            self._split(decision.parent, decision.pot, scores)
+            if not decision.restore:  # a retry keeps the baseline it was restored to
+                self.pre_split = {"state": self.snapshot(), "heldout_rows": heldout_rows}
+            self._split(decision.parent, decision.pot, decision.attempt, scores)
+        if self.manager.pending is None:
+            self.pre_split = None
         self.vae.open_pots(self.manager.open)
         if decision.restore or decision.action == "unlock":
             distributed.broadcast_state(self.vae)  # ranks stay bit-identical
 
-    def _split(self, parent: int, new: int, scores: Optional[PotScores]) -> None:
-        """Copy the parent into the new pot (or draw it afresh: ``new_pot_init``) and set
-        the kick's targets: the parent's rows split in two by 2-means on the rows
-        themselves. (2-means on the parent's latent codes was tried first: the KL term
-        pulls the codes of two clusters sharing a pot together, and its halves cut across
-        the clusters; those splits faded.) Under torchrun the targets come from rank 0,
-        which holds the stage-end ``scores``."""
+    def _split(self, parent: int, new: int, attempt: int, scores: Optional[PotScores]) -> None:
+        """Copy the parent into the new pot (or draw it afresh: ``new_pot_init``) and start
+        the kick on a two-way partition of the parent's rows: the ``attempt``-th proposal
+        of ``curriculum.split_proposals`` (:mod:`~pyro_pots.curriculum.proposals`), with
+        noise of its own. Under torchrun the targets come from rank 0, which holds the
+        stage-end ``scores``."""
         c = self.cfg.curriculum
-        gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new)
+        gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new + 7919 * attempt)
         if c.new_pot_init == "fresh":
             fresh_pot(self.vae, new, gen, self.optimizer)
         else:
             copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
 
         def targets() -> torch.Tensor:
-            column = scores.pots.tolist().index(parent)
-            rows = (scores.resp.argmax(-1) == column).nonzero().squeeze(-1).cpu()
-            rows = rows[torch.randperm(len(rows), generator=gen)[:_TWO_MEANS_ROWS]]
-            halves = torch.as_tensor(two_means(self.train_x[rows.to(self.device)], new))
-            result = torch.full_like(self.kick_targets, -1)
+            rows = stage_scores.rows_of_pot(scores, parent)
+            rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
+            method = self.proposals[attempt]
+            halves = torch.as_tensor(propose(method, self.train_x[rows.to(self.device)], new))
+            result = torch.full_like(self.kick.targets, NO_TARGET)
             result[rows] = torch.where(halves == 1, new, parent)
             return result
 
-        self.kick_targets = distributed.from_main(targets)
-        self.kick_pot = new
+        self.kick.start(new, distributed.from_main(targets))
 
     def snapshot(self) -> Dict[str, Any]:
         """A copy of the model and optimizer state (see :meth:`restore`)."""
@@ -398,14 +421,18 @@ class CurriculumTrainer:
                     "model cannot score this data in float32 (for likelihood=normal, "
                     "standardise features of very large magnitude)"
                 )
-            normality = None
-            agreement = None
+            end: Dict[str, Any] = {}
             if self.manager.would_end_stage(ev["heldout_loss"]):
-                ev["misfit"], normality, agreement, ev["scores"] = self._stage_end_scores()
+                end = self.stage_end_scores(ev["heldout_rows"])
             decision = self.manager.observe(
-                ev["heldout_loss"], ev["usage"], ev["misfit"], normality, agreement
+                ev["heldout_loss"],
+                ev["usage"],
+                end.get("misfit", {}),
+                end.get("normality"),
+                end.get("agreement"),
+                end.get("evidence"),
             )
-            self.act(decision, ev["scores"])
+            self.act(decision, end.get("scores"), ev["heldout_rows"])
             if step["bad_steps"] == 0:  # after act(): a rollback never undoes a decision
                 self._clean = self.snapshot()
             row = {
@@ -445,9 +472,9 @@ class CurriculumTrainer:
         model, optimizer, open pots and history carry over, the curriculum starts a new
         stage, and the ``grow`` decision records each open pot's share of the new rows."""
         # the old rows' kick targets mean nothing on the new rows
-        self.load_state_dict({**state, "kick_targets": torch.full_like(self.kick_targets, -1)})
+        no_kick = {"targets": self.kick.targets.clone(), "pot": None}
+        self.load_state_dict({**state, "kick": no_kick})
         self.finish()  # the fitted model, as its run wrote it: a split not judged is undone
-        self.kick_pot = None
         usage = self.evaluate(full=False)["usage"]
         decision = self.manager.grow({"usage": usage, "rows": len(self.train_x)})
         self._clean = self.snapshot()
@@ -456,17 +483,20 @@ class CurriculumTrainer:
     # -- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         """Everything a checkpoint needs to resume exactly: model, optimizer, stage manager,
-        history, kick targets, batch order and RNG states."""
+        kick, the pre-split state, history, batch order, the NaN guard's counters and RNG
+        states."""
         return {
             "epoch": self.epoch,
             "vae": self.vae.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "manager": self.manager.state_dict(),
+            "kick": self.kick.state_dict(),
+            "pre_split": self.pre_split,
             "history": self.history,
-            "kick_targets": self.kick_targets,
-            "kick_pot": self.kick_pot,
             "batch_generator": self.batch_generator.get_state(),
             "rollbacks": self.rollbacks,
+            "bad_in_a_row": self.bad_in_a_row,
+            "fruitless_rollbacks": self.fruitless_rollbacks,
             "rng": _rng_to_plain(get_rng_state()),
         }
 
@@ -477,11 +507,13 @@ class CurriculumTrainer:
         self.vae.open_pots(self.manager.open)
         self.vae.load_state_dict(state["vae"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.kick.load_state_dict(state["kick"])
+        self.pre_split = copy.deepcopy(state["pre_split"])
         self.history = list(state["history"])
-        self.kick_targets = state["kick_targets"].clone()
-        self.kick_pot = state["kick_pot"]
         self.batch_generator.set_state(state["batch_generator"])
         self.rollbacks = state["rollbacks"]
+        self.bad_in_a_row = state["bad_in_a_row"]
+        self.fruitless_rollbacks = state["fruitless_rollbacks"]
         self._clean = self.snapshot()
         set_rng_state(_rng_from_plain(state["rng"]))
 

@@ -1,0 +1,75 @@
+"""
+Split proposals: two-way partitions of a parent pot's rows that the kick then teaches.
+
+A proposal only says where to start; the model moves the boundary during the stage, and
+the judge decides on what the split earned. When a proposal is rejected, the parent gets
+the next proposal of ``curriculum.split_proposals`` before it is marked as tried.
+
+- ``two_means``: 2-means on the rows themselves (bisecting k-means' cut; good for blobs).
+- ``spectral``: the sign of the Fiedler vector of a symmetric k-nearest-neighbour graph of
+  the rows (a normalised-cut bisection): it follows connectivity, so it separates two
+  curved or nested modes that no straight cut separates.
+"""
+
+import warnings
+from typing import Callable, Dict, Sequence
+
+import numpy as np
+import torch
+from scipy.sparse.csgraph import laplacian
+from scipy.sparse.linalg import eigsh
+from sklearn.neighbors import kneighbors_graph
+
+from pyro_pots.curriculum.split import two_means
+
+#: neighbours of each row in the ``spectral`` proposal's graph (fewer rows: all of them).
+SPECTRAL_NEIGHBOURS = 10
+
+
+def spectral_bisection(rows: torch.Tensor, seed: int) -> np.ndarray:
+    """
+    Split rows ``(n, D)`` in two by the normalised graph Laplacian of their symmetric
+    k-nearest-neighbour graph: labels 0 (stays with the parent, the larger half) and 1.
+    The rows' coordinates on the Fiedler vector are cut in two by 2-means (spectral
+    clustering with two clusters). Fewer than four distinct rows: all stay.
+    """
+    x = rows.detach().cpu().double().numpy()
+    n = len(x)
+    if n < 4 or np.unique(x, axis=0).shape[0] < 4:
+        return np.zeros(n, dtype=np.int64)
+    graph = kneighbors_graph(x, min(SPECTRAL_NEIGHBOURS, n - 1), include_self=False)
+    graph = 0.5 * (graph + graph.T)
+    lap = laplacian(graph, normed=True)
+    start = np.random.default_rng(seed).standard_normal(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the two smallest eigenpairs (shift-invert near 0 would fail on a singular matrix)
+        _, vectors = eigsh(lap, k=2, sigma=-1e-3, which="LM", v0=start)
+    return two_means(torch.from_numpy(vectors[:, 1:2]), seed)
+
+
+def _two_means(rows: torch.Tensor, seed: int) -> np.ndarray:
+    return two_means(rows, seed)
+
+
+#: proposal name -> function (rows, seed) -> labels in {0, 1}, 0 for the larger half.
+PROPOSALS: Dict[str, Callable[[torch.Tensor, int], np.ndarray]] = {
+    "two_means": _two_means,
+    "spectral": spectral_bisection,
+}
+
+
+def propose(method: str, rows: torch.Tensor, seed: int) -> np.ndarray:
+    """The two-way partition of ``rows`` by ``method`` (a key of :data:`PROPOSALS`)."""
+    if method not in PROPOSALS:
+        raise ValueError(f"unknown split proposal {method!r}; one of {sorted(PROPOSALS)}")
+    return PROPOSALS[method](rows, seed)
+
+
+def parse_proposals(text: str) -> Sequence[str]:
+    """``"two_means,spectral"`` -> ``("two_means", "spectral")``, each checked."""
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in PROPOSALS]
+    if not names or unknown:
+        raise ValueError(f"unknown split proposal(s) {unknown}; choose from {sorted(PROPOSALS)}")
+    return names

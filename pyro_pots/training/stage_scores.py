@@ -1,0 +1,130 @@
+"""
+The numbers the stage manager judges by, computed from the model and the data.
+
+Every epoch: the held-out mixture loss (comparable across numbers of open pots, see
+:mod:`~pyro_pots.training.scoring`) and each pot's share of the training rows. At a stage
+end, in addition: each pot's misfit and normality, the pending split's agreement with its
+kick, and the split's **evidence**: the paired per-row held-out gain over the model before
+the split, with its standard error. Every score reuses fixed noise (common random
+numbers), so epoch-to-epoch and before/after differences are real ones.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Dict
+
+import torch
+
+from pyro_pots.curriculum.normality import split_normality
+from pyro_pots.model import PotsVAE
+from pyro_pots.training import distributed
+from pyro_pots.training.scoring import PotScores, mixture_loss, pot_scores, weights_from_mean
+
+#: rows each normality test and each split proposal sees at most.
+MAX_SPLIT_ROWS = 5000
+
+#: offsets of the noise seeds from ``train.seed``: one stream per kind of score.
+TRAIN_NOISE, HELDOUT_NOISE = 1, 2
+
+
+@dataclass
+class EpochScores:
+    """The per-epoch numbers (:func:`epoch_scores`)."""
+
+    heldout_loss: float  #: mean negative mixture ELBO of the held-out rows, nats per row
+    heldout_rows: torch.Tensor  #: ``(M,)`` this rank's held-out rows' losses (float64)
+    usage: Dict[int, float]  #: each open pot's share of the training rows (argmax)
+    mean_max_resp: float  #: the training rows' mean largest responsibility
+
+
+@torch.no_grad()
+def epoch_scores(
+    vae: PotsVAE, train_x: torch.Tensor, heldout_x: torch.Tensor, seed: int
+) -> EpochScores:
+    """The held-out mixture loss, with the mixture weights from the training rows' mean
+    responsibilities, and the pots' usage. Under torchrun each rank scores its share of
+    the rows and the sums are reduced across ranks."""
+    active = vae.active
+    pots = active.nonzero().squeeze(-1)
+    a = len(pots)
+    rows = distributed.strided(train_x)
+    resp = vae.responsibilities(rows, active).index_select(-1, pots).double()
+    sums = torch.cat(
+        [
+            resp.sum(0),
+            resp.argmax(-1).bincount(minlength=a).double(),
+            resp.max(-1).values.sum().reshape(1),
+            resp.new_tensor([len(resp)]),
+        ]
+    )
+    sums = distributed.all_reduce_sum(sums)
+    n = sums[-1]
+    weights = weights_from_mean(sums[:a] / n).to(heldout_x.dtype)
+    noise = torch.Generator().manual_seed(seed + HELDOUT_NOISE)
+    held_rows = distributed.strided(heldout_x)
+    held = mixture_loss(pot_scores(vae, held_rows, active, generator=noise), weights).double()
+    held_sum = torch.cat([held.sum().reshape(1), n.new_tensor([len(held_rows)])])
+    held_sum = distributed.all_reduce_sum(held_sum)
+    return EpochScores(
+        heldout_loss=(held_sum[0] / held_sum[1]).item(),
+        heldout_rows=held,
+        usage=dict(zip(pots.tolist(), (sums[a : 2 * a] / n).tolist())),
+        mean_max_resp=(sums[2 * a] / n).item(),
+    )
+
+
+@torch.no_grad()
+def train_scores(vae: PotsVAE, train_x: torch.Tensor, seed: int) -> PotScores:
+    """The training rows' :class:`PotScores` (one draw of z per row, fixed noise)."""
+    noise = torch.Generator().manual_seed(seed + TRAIN_NOISE)
+    return pot_scores(vae, train_x, vae.active, generator=noise)
+
+
+def misfit(scores: PotScores) -> Dict[int, float]:
+    """Each open pot's misfit: the total negative ELBO of the training rows, weighted by
+    responsibility (it explains its data worst when this is largest)."""
+    total = -(scores.resp * scores.elbo).sum(0)
+    return dict(zip(scores.pots.tolist(), total.tolist()))
+
+
+def normality(scores: PotScores, train_x: torch.Tensor, seed: int) -> Dict[int, float]:
+    """Each open pot's normality statistic: the larger of the split test on its latent
+    codes and on its rows themselves. (On codes alone, measured on synthetic K = 8, a pot
+    holding two clusters could score below the critical value: the KL term had pulled the
+    two clusters' codes into one blob.)"""
+    own = scores.resp.argmax(-1)
+    return {
+        pot: max(
+            split_normality(scores.codes[j][own == j], seed),
+            split_normality(train_x[own == j][:MAX_SPLIT_ROWS], seed),
+        )
+        for j, pot in enumerate(scores.pots.tolist())
+    }
+
+
+def pots_of_rows(scores: PotScores) -> torch.Tensor:
+    """The pot id each row is in (its largest responsibility), ``(N,)``."""
+    return scores.pots.cpu()[scores.resp.argmax(-1).cpu()]
+
+
+def rows_of_pot(scores: PotScores, pot: int) -> torch.Tensor:
+    """The indices of the rows whose largest responsibility is ``pot``."""
+    return (pots_of_rows(scores) == pot).nonzero().squeeze(-1)
+
+
+def paired_gain(before: torch.Tensor, after: torch.Tensor) -> Dict[str, float]:
+    """
+    The held-out gain of a split, measured against its own noise: the mean of the per-row
+    differences ``before - after`` of the held-out losses (nats per row; positive is
+    better), its standard error, and ``z = gain / se``. Both losses use the same rows and
+    the same noise, so the difference's spread is the rows', not the noise's. Under
+    torchrun each rank holds its shard and the sums are reduced across ranks.
+    """
+    d = (before - after).double()
+    sums = torch.stack([d.sum(), (d * d).sum(), d.new_tensor(float(len(d)))])
+    s, s2, n = distributed.all_reduce_sum(sums).tolist()
+    gain = s / n
+    var = max(s2 / n - gain * gain, 0.0) * n / max(n - 1, 1)
+    se = math.sqrt(var / n)
+    z = gain / se if se > 0 else (math.inf if gain > 0 else 0.0)
+    return {"gain": gain, "se": se, "z": z}

@@ -78,6 +78,7 @@ DATASETS = {
     "digits": ("digits", []),
     **{f"synthetic k={k}": (f"synthetic:k={k},seed={{seed}}", []) for k in (3, 5, 8)},
     "breast cancer": ("{out}/breast_cancer.npz", ["model.likelihood=normal"]),
+    "rings": ("{out}/rings_{seed}.npz", ["model.likelihood=normal"]),
 }
 
 #: None: plain SVI with every pot open (see ``run_all_open``).
@@ -93,6 +94,12 @@ OURS = {
     "parent rule recon": ["curriculum.parent_rule=recon"],
     "stop: held-out gain": ["curriculum.heldout_stop=true"],
     "stop: default, 3x budget": ["train.max_epochs=2400"],
+    "retry spectral": ["curriculum.split_proposals=two_means,spectral"],
+    "evidence z=3": ["curriculum.evidence_z=3"],
+    "retry spectral + evidence z=3": [
+        "curriculum.split_proposals=two_means,spectral",
+        "curriculum.evidence_z=3",
+    ],
 }
 
 
@@ -107,6 +114,25 @@ def write_breast_cancer(out: Path) -> None:
     x = bunch.data
     partial = out / f"breast_cancer.{os.getpid()}.npz"  # runs side by side share --out
     np.savez(partial, X=(x - x.mean(0)) / x.std(0), y=bunch.target)
+    partial.replace(path)
+
+
+def write_rings(out: Path, seed: int, n: int = 1500, dim: int = 8) -> None:
+    """Three concentric rings (radii 1, 2.5, 4; 500 rows each, noise 0.15) in a random
+    2-d plane of ``dim`` dimensions, with noise 0.15 in the others, standardised, as .npz:
+    modes that no straight cut separates (k-means with K = 3 given scores ARI ~0)."""
+    path = out / f"rings_{seed}.npz"
+    if path.exists():
+        return
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    angle = rng.uniform(0, 2 * np.pi, n)
+    radius = np.array([1.0, 2.5, 4.0])[labels] + 0.15 * rng.standard_normal(n)
+    plane = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    x = np.c_[plane, 0.15 * rng.standard_normal((n, dim - 2))] @ basis.T
+    partial = out / f"rings_{seed}.{os.getpid()}.npz"  # runs side by side share --out
+    np.savez(partial, X=(x - x.mean(0)) / x.std(0), y=labels)
     partial.replace(path)
 
 
@@ -347,6 +373,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_breast_cancer(out)
+    for seed in args.seeds:
+        write_rings(out, seed)
     table = [
         "| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp "
         "| mean max posterior | time s |",

@@ -30,12 +30,12 @@ def manager(num_pots=4, **changes):
     return StageManager(num_pots, **{**SETTINGS, **changes})
 
 
-def feed(m, losses, usage=None, misfit=None, normality=None, agreement=None):
+def feed(m, losses, usage=None, misfit=None, normality=None, agreement=None, evidence=None):
     """Feed losses until a non-continue decision; return it and how many were used."""
     for i, loss in enumerate(losses, 1):
         open_usage = usage or {k: 1 / len(m.open) for k in m.open}
         misfit_now = misfit or {k: float(k) for k in m.open}
-        d = m.observe(loss, open_usage, misfit_now, normality, agreement)
+        d = m.observe(loss, open_usage, misfit_now, normality, agreement, evidence)
         if d.action != "continue":
             return d, i
     return None, len(losses)
@@ -131,6 +131,58 @@ def test_the_agreement_test_is_off_at_zero():
     feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
     feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.3, 1: 0.4, 2: 0.3}, agreement=0.0)
     assert m.log[1]["action"] == "accept"
+
+
+STRONG = {"gain": 0.63, "se": 0.05, "z": 12.6}  # the hidden set's split, roughly
+DRIFTED = {0: 0.3, 1: 0.4, 2: 0.3}  # both sides hold data: only the agreement can veto
+
+
+@pytest.mark.parametrize(
+    "evidence_z, evidence, kept",
+    [
+        (3.0, STRONG, True),  # far above its noise: kept although it drifted
+        (3.0, {"gain": 0.1, "se": 0.05, "z": 2.0}, False),  # within 3 SE: the veto stands
+        (3.0, {"gain": -0.6, "se": 0.05, "z": -12.0}, False),  # a loss, however certain
+        (3.0, None, False),  # no evidence measured
+        (0.0, STRONG, False),  # the override is off
+    ],
+)
+def test_evidence_far_above_its_noise_overrides_a_drift_veto(evidence_z, evidence, kept):
+    m = manager(start_pots=2, heldout_stop=False, min_agreement=0.5, evidence_z=evidence_z)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage=DRIFTED, agreement=0.164, evidence=evidence)
+    entry = m.log[1]
+    assert entry["action"] == ("accept" if kept else "reject")
+    if kept:
+        assert "12.6 standard errors above zero" in entry["reason"]
+        assert entry["numbers"]["evidence"] == STRONG and entry["numbers"]["drift_overridden"]
+    else:
+        assert "drifted" in entry["reason"]
+
+
+def test_evidence_never_keeps_a_split_whose_new_pot_faded():
+    m = manager(start_pots=2, heldout_stop=False, min_agreement=0.5, evidence_z=3.0)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.5, 1: 0.49, 2: 0.01}, evidence=STRONG)
+    assert m.log[1]["action"] == "reject" and "faded" in m.log[1]["reason"]
+
+
+def test_a_rejected_parent_gets_its_next_proposal_before_it_is_marked_as_tried():
+    m = manager(start_pots=2, heldout_stop=False, proposals=2, max_fades=2)
+    d, _ = feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    assert (d.parent, d.attempt) == (0, 0)
+    faded = {0: 0.5, 1: 0.49, 2: 0.01}
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
+    # the same parent again, by its second proposal, from the restored state
+    assert (d.action, d.parent, d.pot, d.attempt, d.restore) == ("unlock", 0, 2, 1, True)
+    assert m.tried == [] and "proposal 2" in d.reason and m.pending["attempt"] == 1
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
+    # both proposals faded: pot 0 is tried, and pot 1 gets its first proposal
+    assert (d.action, d.parent, d.attempt) == ("unlock", 1, 0) and m.tried == [0]
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
+    assert m.stopped and "the splits of 2 parents in a row faded" in m.stop_reason
+    assert [e["action"] for e in m.log].count("reject") == 4
 
 
 def test_a_pot_that_lost_its_data_to_later_splits_is_pruned():

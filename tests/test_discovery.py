@@ -1,0 +1,119 @@
+"""The parts that decide K by evidence: a split's paired held-out gain and its noise, the
+split proposals, the retry of a rejected parent, and the kick as one object."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+from test_curriculum_parts import _trainer
+
+from pyro_pots.curriculum import Decision
+from pyro_pots.curriculum.kick import NO_TARGET, Kick
+from pyro_pots.curriculum.proposals import parse_proposals, propose
+from pyro_pots import PotsVAE, pots_mask
+from pyro_pots.training.stage_scores import paired_gain
+
+
+def _rings(n=600, seed=0):
+    """Two concentric rings: no straight cut separates them."""
+    g = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    angle = g.uniform(0, 2 * np.pi, n)
+    radius = np.where(labels == 0, 1.0, 3.0) + 0.1 * g.standard_normal(n)
+    return torch.tensor(np.c_[radius * np.cos(angle), radius * np.sin(angle)]), labels
+
+
+def test_paired_gain_is_the_mean_difference_with_its_standard_error():
+    g = torch.Generator().manual_seed(0)
+    before = 10 + torch.randn(200, generator=g, dtype=torch.float64)
+    after = before - 0.3 + 0.5 * torch.randn(200, generator=g, dtype=torch.float64)
+    d = (before - after).numpy()
+    got = paired_gain(before, after)
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    assert got["gain"] == pytest.approx(d.mean(), rel=1e-12)
+    assert got["se"] == pytest.approx(se, rel=1e-9)
+    assert got["z"] == pytest.approx(d.mean() / se, rel=1e-9)
+    # pairing removes the rows' own spread: the unpaired standard error is far larger
+    assert se < 0.5 * math.sqrt(before.var().item() / 200 + after.var().item() / 200)
+
+
+def test_paired_gain_of_identical_losses_is_zero_and_not_evidence():
+    rows = torch.arange(10, dtype=torch.float64)
+    assert paired_gain(rows, rows) == {"gain": 0.0, "se": 0.0, "z": 0.0}
+
+
+def test_the_spectral_proposal_separates_rings_that_two_means_cuts_across():
+    x, labels = _rings()
+    spectral = propose("spectral", x, 0)
+    straight = propose("two_means", x, 0)
+    assert adjusted_rand_score(labels, spectral) == 1.0
+    assert adjusted_rand_score(labels, straight) < 0.05
+    assert (spectral == 1).sum() <= (spectral == 0).sum()  # the larger half stays
+
+
+def test_proposals_leave_too_few_distinct_rows_with_the_parent():
+    same = torch.ones(10, 3)
+    assert (propose("spectral", same, 0) == 0).all() and (propose("two_means", same, 0) == 0).all()
+
+
+def test_proposal_lists_are_checked():
+    assert parse_proposals("two_means, spectral") == ("two_means", "spectral")
+    with pytest.raises(ValueError, match="unknown split proposal"):
+        parse_proposals("two_means,kmeans")
+    with pytest.raises(ValueError, match="unknown split proposal"):
+        propose("kmeans", torch.zeros(4, 2), 0)
+
+
+def test_a_retry_starts_the_kick_on_the_next_proposal_from_the_same_baseline():
+    t = _trainer(**{"curriculum.split_proposals": "two_means,spectral"})
+    t.train_epoch()
+    ev = t.evaluate()
+    baseline = ev["heldout_rows"]
+    t.manager.open.append(1)
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"], baseline)
+    first = t.kick.targets.clone()
+    t.train_epoch()  # the split trains; the retry must not take this state as its baseline
+    later = t.evaluate(full=False)["heldout_rows"]
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 1}
+    t.act(Decision("unlock", 2, 1, pot=1, parent=0, restore=True, attempt=1), ev["scores"], later)
+    assert torch.equal(t.pre_split["heldout_rows"], baseline)
+    rows = first != NO_TARGET
+    expected = propose("spectral", t.train_x[rows], 1)
+    # the same rows, split by the spectral proposal (up to which half is called the new pot)
+    assert torch.equal(t.kick.targets != NO_TARGET, rows)
+    got = (t.kick.targets[rows] == 1).long().numpy()
+    assert adjusted_rand_score(expected, got) == 1.0
+
+
+def test_stage_end_evidence_pairs_the_heldout_rows_with_the_baseline():
+    t = _trainer()
+    t.train_epoch()
+    ev = t.evaluate()
+    t.manager.open.append(1)
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"], ev["heldout_rows"])
+    t.train_epoch()
+    after = t.evaluate(full=False)["heldout_rows"]
+    end = t.stage_end_scores(after)
+    assert end["evidence"] == paired_gain(ev["heldout_rows"], after)
+    assert set(end) == {"misfit", "normality", "agreement", "evidence", "scores"}
+
+
+def test_kick_state_round_trip_and_its_handler_only_while_kicking():
+    kick = Kick(6, weight=10.0, temperature=1.0)
+    kick.start(2, torch.tensor([0, 2, -1, -1, 0, 2]))
+    other = Kick(6, weight=10.0, temperature=1.0)
+    other.load_state_dict(kick.state_dict())
+    assert torch.equal(other.targets, kick.targets) and other.pot == 2
+    kick.clear()
+    assert (kick.targets == NO_TARGET).all() and (other.targets != NO_TARGET).any()
+    vae = PotsVAE(4, num_pots=3, hidden_dim=8, decoder_hidden_dim=8)
+    x, active = torch.rand(5, 4), pots_mask(3, [0, 1, 2])
+    with other.handler(kicking=False):
+        plain = vae.model(x, active)
+    assert plain is not None  # a no-op handler
+    with pytest.raises(ValueError, match="targets must have shape"):
+        kick.start(1, torch.zeros(3, dtype=torch.long))

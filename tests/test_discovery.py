@@ -9,10 +9,10 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 from test_curriculum_parts import _trainer
 
+from pyro_pots import PotsVAE, pots_mask
 from pyro_pots.curriculum import Decision
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.proposals import parse_proposals, propose
-from pyro_pots import PotsVAE, pots_mask
 from pyro_pots.training.stage_scores import paired_gain
 
 

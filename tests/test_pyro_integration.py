@@ -1,6 +1,7 @@
 """Pyro features that used to give silent wrong numbers: vectorized particles, JitTrace_ELBO
 under changing handler values, and the param store."""
 
+import copy
 import math
 import warnings
 
@@ -180,3 +181,18 @@ def test_the_param_store_says_when_loaded_weights_belong_to_another_name(tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         Trace_ELBO().loss(make_vae().model, make_vae().guide, x, active)
+
+
+def test_a_copy_of_a_model_shares_its_name_but_never_its_weights():
+    x, active = torch.rand(5, D), pots_mask(K, [0, 1])
+    a = make_vae()
+    Trace_ELBO().loss(a.model, a.guide, x, active)
+    b = copy.deepcopy(a)  # e.g. sklearn.base.clone of an estimator that holds the model
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(1.0)
+    own = {n: p.detach().clone() for n, p in a.named_parameters()}
+    Trace_ELBO().loss(b.model, b.guide, x, active)
+    Trace_ELBO().loss(a.model, a.guide, x, active)
+    for name, param in a.named_parameters():
+        assert torch.equal(param, own[name]), name

@@ -20,9 +20,16 @@ from pyro_pots.model.priors import LOGIT_PRIORS
 from pyro_pots.sites import CHANNELS_PLATE, DATA_PLATE, LOGITS, OBS, RESPONSIBILITIES, ROUTE, Z
 
 _instances = itertools.count()
-#: every PotsVAE's first weight: a weight in the param store that is not one of these was
-#: put there by ParamStoreDict.load (or by hand), not by a model.
+#: an open set: a boolean mask ``(K,)``, as a tensor or as a list or tuple of K bools.
+ActiveMask = Union[torch.Tensor, Sequence[bool]]
+#: every PotsVAE's parameters, by id: a value in the param store that is not one of these
+#: was put there by ParamStoreDict.load (or by hand), not by a model.
 _model_weights: "weakref.WeakValueDictionary[int, torch.Tensor]" = weakref.WeakValueDictionary()
+
+
+def _is_model_weight(value: torch.Tensor) -> bool:
+    return _model_weights.get(id(value)) is value
+
 
 #: what a swappable part must be, for the error that refuses anything else.
 _EXPECTED = {
@@ -132,8 +139,6 @@ class PotsVAE(PyroModule):
         self.decoders = PotDecoders(num_pots, latent_dim, decoder_hidden_dim, data_dim)
         self.likelihood = Likelihood(likelihood, data_dim)
         self.register_buffer("active", pots_mask(num_pots, 0))
-        weight = self.encoder.trunk._parameters["weight"]
-        _model_weights[id(weight)] = weight
         self._store_checked = False
 
     # -- the open set ---------------------------------------------------------------
@@ -141,7 +146,7 @@ class PotsVAE(PyroModule):
         """Set :attr:`active` to exactly the pot ids in ``pots``."""
         self.active.copy_(pots_mask(self.num_pots, pots, self.active.device))
 
-    def _resolve_active(self, active) -> torch.Tensor:
+    def _resolve_active(self, active: Optional[ActiveMask]) -> torch.Tensor:
         """``active`` as a boolean tensor ``(K,)``: the buffer if None; a list, tuple or
         array of K bools is converted."""
         tracing = torch._C._get_tracing_state()
@@ -168,7 +173,7 @@ class PotsVAE(PyroModule):
             raise ValueError(f"{expected}; got {shown}")
         return active
 
-    def open_ids(self, active=None) -> torch.Tensor:
+    def open_ids(self, active: Optional[ActiveMask] = None) -> torch.Tensor:
         """The ids of the open pots, increasing: a long tensor ``(A,)``.
 
         :param active: boolean mask ``(K,)`` (tensor or list of bools); defaults to
@@ -196,7 +201,8 @@ class PotsVAE(PyroModule):
     def _sync_param_store(self) -> None:
         """
         Take up weights that :meth:`~pyro.params.param_store.ParamStoreDict.load` put in
-        the param store under this model's names.
+        the param store under this model's names (values that are no model's parameters:
+        a copy of this model, which has its name, never overwrites it).
 
         :class:`~pyro.nn.PyroModule` keeps its plain ``nn.Parameter`` s (every network
         weight here) whatever the store holds, as :func:`pyro.module` does without
@@ -206,12 +212,15 @@ class PotsVAE(PyroModule):
         entry leaves the store, which takes the module's own parameter at its next use.
         """
         store = pyro.get_param_store()
+        if not _is_model_weight(self.encoder.trunk._parameters["weight"]):  # new or a copy
+            _model_weights.update((id(p), p) for p in self.parameters())
         for local, param in self.named_parameters():
             # a PyroParam's raw tensor is "<name>_unconstrained"; the store holds it as <name>
             name = f"{self._pyro_name}.{local.removesuffix('_unconstrained')}"
             # the raw dict, as PyroModule reads it: store[name] would transform each value
             stored = store._params.get(name)
-            if stored is None or stored is param:
+            # another model's parameter (a copy of this one has its name) is left alone
+            if stored is None or _is_model_weight(stored):
                 continue
             if stored.shape != param.shape:
                 raise ValueError(
@@ -232,7 +241,7 @@ class PotsVAE(PyroModule):
         if f"{self._pyro_name}{suffix}" in store:
             return
         for key, value in store._params.items():
-            if key.endswith(suffix) and _model_weights.get(id(value)) is not value:
+            if key.endswith(suffix) and not _is_model_weight(value):
                 prefix = key[: -len(suffix)]
                 warnings.warn(
                     f"the param store holds weights of a PotsVAE named {prefix!r} that no "
@@ -248,12 +257,13 @@ class PotsVAE(PyroModule):
     def model(
         self,
         x: Optional[torch.Tensor] = None,
-        active: Optional[torch.Tensor] = None,
+        active: Optional[ActiveMask] = None,
         num_rows: Optional[int] = None,
     ) -> torch.Tensor:
         """
         :param x: data of shape ``(N, D)``, or None to sample ``num_rows`` rows.
-        :param active: boolean mask ``(K,)`` of open pots; defaults to :attr:`active`.
+        :param active: boolean mask ``(K,)`` of open pots (a tensor, or a list of K bools;
+            under JIT a tensor argument); defaults to :attr:`active`.
         :returns: the mixed decoder output (natural parameters), shape ``(N, D)``.
         """
         active = self._resolve_active(active)
@@ -272,11 +282,12 @@ class PotsVAE(PyroModule):
         return out
 
     def guide(
-        self, x: torch.Tensor, active: Optional[torch.Tensor] = None, num_rows: Optional[int] = None
+        self, x: torch.Tensor, active: Optional[ActiveMask] = None, num_rows: Optional[int] = None
     ) -> None:
         """
         :param x: data of shape ``(N, D)``.
-        :param active: boolean mask ``(K,)`` of open pots; defaults to :attr:`active`.
+        :param active: boolean mask ``(K,)`` of open pots (a tensor, or a list of K bools;
+            under JIT a tensor argument); defaults to :attr:`active`.
         :param num_rows: unused; the guide takes the model's arguments, as Predictive passes
             the same arguments to both.
         """
@@ -324,6 +335,8 @@ class PotsVAE(PyroModule):
         return self.decoders.decode(z, self._pot_ids(pots))
 
     @torch.no_grad()
-    def responsibilities(self, x: torch.Tensor, active=None) -> torch.Tensor:
+    def responsibilities(
+        self, x: torch.Tensor, active: Optional[ActiveMask] = None
+    ) -> torch.Tensor:
         """Responsibilities r(x): softmax over the open pots of the guide's mean logits, (N, K)."""
         return masked_softmax(self.mean_logits(x), self._resolve_active(active))

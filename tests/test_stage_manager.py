@@ -176,13 +176,15 @@ def test_a_rejected_parent_gets_its_next_proposal_before_it_is_marked_as_tried()
     # the same parent again, by its second proposal, from the restored state
     assert (d.action, d.parent, d.pot, d.attempt, d.restore) == ("unlock", 0, 2, 1, True)
     assert m.tried == [] and "proposal 2" in d.reason and m.pending["attempt"] == 1
+    assert (m.log[1]["action"], m.log[1]["attempt"]) == ("reject", 0)
     d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
     # both proposals faded: pot 0 is tried, and pot 1 gets its first proposal
     assert (d.action, d.parent, d.attempt) == ("unlock", 1, 0) and m.tried == [0]
     feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
     d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
     assert m.stopped and "the splits of 2 parents in a row faded" in m.stop_reason
-    assert [e["action"] for e in m.log].count("reject") == 4
+    rejects = [e for e in m.log if e["action"] == "reject"]
+    assert [(e["parent"], e["attempt"]) for e in rejects] == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_a_pot_that_lost_its_data_to_later_splits_is_pruned():

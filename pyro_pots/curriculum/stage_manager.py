@@ -376,18 +376,17 @@ class StageManager:
         """Undo the pending split (the trainer restores its pre-split state); then stop, or
         retry at once with the parent's next proposal or the next candidate parent."""
         pot, parent = self.pending["pot"], self.pending["parent"]
-        scores, attempt = self.pending["scores"], self.pending["attempt"] + 1
+        scores, attempt = self.pending["scores"], self.pending["attempt"]
         self.open.remove(pot)
         self.pending = None
-        retry = (parent, attempt) if attempt < self.proposals else None
+        retry = (parent, attempt + 1) if attempt + 1 < self.proposals else None
         if retry is None:
             self.tried.append(parent)
+        rejected = dict(pot=pot, parent=parent, attempt=attempt, reason=reason, numbers=numbers)
         if stop:
             self.stopped, self.stop_reason = True, f"split rejected: {reason}"
-            return self._decide(
-                "reject", pot=pot, parent=parent, restore=True, reason=reason, numbers=numbers
-            )
-        self._decide("reject", pot=pot, parent=parent, restore=True, reason=reason, numbers=numbers)
+            return self._decide("reject", restore=True, **rejected)
+        self._decide("reject", restore=True, **rejected)
         return self._unlock(
             scores["usage"], scores["misfit"], scores["normality"], {}, restore=True, retry=retry
         )

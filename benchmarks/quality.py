@@ -80,6 +80,7 @@ DATASETS = {
     **{f"synthetic k={k}": (f"synthetic:k={k},seed={{seed}}", []) for k in (3, 5, 8)},
     "breast cancer": ("{out}/breast_cancer.npz", ["model.likelihood=normal"]),
     "rings": ("{out}/rings_{seed}.npz", ["model.likelihood=normal"]),
+    "shifted templates": ("{out}/shifted_{seed}.npz", []),
 }
 
 #: None: plain SVI with every pot open (see ``run_all_open``).
@@ -138,6 +139,32 @@ def write_rings(out: Path, seed: int, n: int = 1500, dim: int = 8) -> None:
     x = np.c_[plane, 0.15 * rng.standard_normal((n, dim - 2))] @ basis.T
     partial = out / f"rings_{seed}.{os.getpid()}.npz"  # runs side by side share --out
     np.savez(partial, X=(x - x.mean(0)) / x.std(0), y=labels)
+    partial.replace(path)
+
+
+def write_shifted_templates(out: Path, seed: int, n: int = 1500, dim: int = 32) -> None:
+    """Three templates (two Gaussian bumps of template-specific width, gap and heights on
+    ``dim`` points, peak 1), each row one of them circularly shifted by a uniform offset,
+    plus noise 0.05, clipped to [0, 1], as .npz: rows of one template are far apart in
+    Euclidean distance and rows of two templates with the same shift are close, so raw
+    clusters follow the shift, not the template (k-means with K = 3 given: ARI ~0)."""
+    path = out / f"shifted_{seed}.npz"
+    if path.exists():
+        return
+    rng = np.random.default_rng(seed)
+    t = np.arange(dim)
+    templates = []
+    for _ in range(3):
+        width, gap, height = rng.uniform(1.0, 3.0), rng.integers(4, 12), rng.uniform(0.4, 1.0)
+        bumps = np.exp(-0.5 * ((t - 8) / width) ** 2)
+        bumps = bumps + height * np.exp(-0.5 * ((t - 8 - gap) / width) ** 2)
+        templates.append(bumps / bumps.max())
+    labels = np.arange(n) % 3
+    shift = rng.integers(0, dim, n)
+    x = np.stack([np.roll(templates[label], s) for label, s in zip(labels, shift)])
+    x = np.clip(x + 0.05 * rng.standard_normal((n, dim)), 0, 1)
+    partial = out / f"shifted_{seed}.{os.getpid()}.npz"  # runs side by side share --out
+    np.savez(partial, X=x, y=labels)
     partial.replace(path)
 
 
@@ -401,6 +428,7 @@ def main() -> None:
     write_breast_cancer(out)
     for seed in args.seeds:
         write_rings(out, seed)
+        write_shifted_templates(out, seed)
     table = [
         "| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp "
         "| mean max posterior | time s |",

@@ -35,6 +35,13 @@ Bad input (an unreadable or invalid file, an unknown section or key, a value of 
 type or out of range) raises :class:`~pyro_pots.errors.PotsInputError` with one line that
 names the file, override or dotted key and says what is allowed.
 
+Input is bounded before it is trusted: a config file must be a regular file (after symlinks
+are followed) of at most :data:`MAX_CONFIG_BYTES`; a YAML document (a file, or an override's
+value) may expand, aliases counted at their full size, to at most :data:`MAX_YAML_NODES`
+values, and an alias to a node that contains it is refused; an integer literal longer than
+:data:`MAX_INT_CHARS` characters is refused by every key (it is never converted); every
+integer key has an upper bound; and a message quotes at most a short prefix of a value.
+
 The reference of every key follows (generated from the section tables, so it shows the
 defaults in force).
 """
@@ -45,7 +52,9 @@ import difflib
 import inspect
 import math
 import numbers
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -57,6 +66,7 @@ from pyro_pots.curriculum.normality import CRITICAL_1E4
 from pyro_pots.curriculum.proposals import PROPOSALS, parse_proposals
 from pyro_pots.curriculum.split import NEW_POT_INITS
 from pyro_pots.curriculum.stage_manager import PARENT_RULES
+from pyro_pots.data.limits import MAX_SHOWN_CHARS, clipped, shown
 from pyro_pots.distributions import ROUTING_MODES
 from pyro_pots.errors import PotsInputError
 from pyro_pots.handlers import KickMessenger
@@ -88,8 +98,17 @@ __all__ = [
 
 _REJECT = object()
 
-#: the largest seed every generator takes (numpy's legacy seeding, via pyro.set_rng_seed).
+#: the largest seed every generator takes (numpy's legacy seeding, via pyro.set_rng_seed;
+#: torch.manual_seed takes up to 2**64 - 1).
 _MAX_SEED = 2**32 - 1
+#: the ceiling of every integer key without a tighter one: a C int, as torch and numpy take.
+_MAX_COUNT = 2**31 - 1
+#: the most epochs (of a fit, a warm-up or a wait): a million epochs is days of the tiniest fit.
+_MAX_EPOCHS = 10**6
+#: the widest layer or latent space: each pot's decoder alone holds latent x hidden x D weights.
+_MAX_WIDTH = 2**16
+#: the most pots: every pot holds its own decoder, allocated when the model is built.
+_MAX_POTS = 1024
 #: bounds of scales (prior M and sigma, temperatures, lambda) that float32 arithmetic can
 #: carry: past them the logit prior's normaliser or the routing softmax over- or underflows.
 _MIN_SCALE, _MAX_SCALE = 1e-3, 1e3
@@ -108,17 +127,15 @@ class Rule:
     clean: Callable[[Any], Any]
 
 
-def _integer(low: int | None = None, high: int | None = None) -> Rule:
+def _integer(low: int = 0, high: int = _MAX_COUNT) -> Rule:
     def clean(value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             return _REJECT
-        if (low is not None and value < low) or (high is not None and value > high):
+        if not low <= value <= high:
             return _REJECT
         return int(value)
 
-    if high is not None:
-        return Rule(f"an integer in [{low}, {high}]", clean)
-    return Rule("an integer" if low is None else f"an integer >= {low}", clean)
+    return Rule(f"an integer in [{low}, {high}]", clean)
 
 
 def _number(
@@ -233,8 +250,13 @@ def _key(rule: Rule, default: Any, doc: str) -> Any:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A value quoted in a message: a bounded prefix of its repr (never built whole)."""
+    return shown(value)
+
+
+def _name(value: Any) -> str:
+    """A section or key name quoted in a message: a string as it is, cut short."""
+    return clipped(value) if isinstance(value, str) else shown(value)
 
 
 class _Section:
@@ -271,7 +293,7 @@ class DataConfig(_Section):
     heldout_fraction: float = _key(
         _number(0, 0.9), 0.1, "share of the rows held out (not trained on) to score stages"
     )
-    seed: int = _key(_integer(), 0, "seed of the held-out split")
+    seed: int = _key(_integer(0, _MAX_SEED), 0, "seed of the held-out split")
 
 
 @dataclass(frozen=True)
@@ -281,19 +303,21 @@ class ModelConfig(_Section):
     section: ClassVar[str] = "model"
 
     num_pots: int = _key(
-        _integer(1),
+        _integer(1, _MAX_POTS),
         20,
         "K_max, the most pots the curriculum may open (a cap, not a guess of K: the "
         "curriculum decides how many it opens)",
     )
     latent_dim: int = _key(
-        _integer(1), _sig(PotsVAE.__init__, "latent_dim"), "d, latent size of each pot"
+        _integer(1, _MAX_WIDTH), _sig(PotsVAE.__init__, "latent_dim"), "d, latent size of each pot"
     )
     hidden_dim: int = _key(
-        _integer(1), _sig(PotsVAE.__init__, "hidden_dim"), "width of the encoder trunk"
+        _integer(1, _MAX_WIDTH), _sig(PotsVAE.__init__, "hidden_dim"), "width of the encoder trunk"
     )
     decoder_hidden_dim: int = _key(
-        _integer(1), _sig(PotsVAE.__init__, "decoder_hidden_dim"), "width of each pot's decoder"
+        _integer(1, _MAX_WIDTH),
+        _sig(PotsVAE.__init__, "decoder_hidden_dim"),
+        "width of each pot's decoder",
     )
     likelihood: str = _key(
         _choice(LIKELIHOODS),
@@ -335,7 +359,7 @@ class PriorConfig(_Section):
         "weight lambda of the prior after warm-up",
     )
     lam_warmup_epochs: int = _key(
-        _integer(0), 10, "epochs over which lambda rises linearly from 0 to lam_max"
+        _integer(0, _MAX_EPOCHS), 10, "epochs over which lambda rises linearly from 0 to lam_max"
     )
     logits_guide: str = _key(
         _choice(LOGITS_GUIDES),
@@ -476,7 +500,7 @@ class TrainConfig(_Section):
 
     section: ClassVar[str] = "train"
 
-    max_epochs: int = _key(_integer(1), 800, "most epochs, all stages together")
+    max_epochs: int = _key(_integer(1, _MAX_EPOCHS), 800, "most epochs, all stages together")
     batch_size: int = _key(_integer(1), _sig(fit_svi, "batch_size"), "rows per SVI step")
     lr: float = _key(_number(0, 1, low_open=True), _sig(fit_svi, "lr"), "Adam learning rate")
     seed: int = _key(
@@ -486,7 +510,7 @@ class TrainConfig(_Section):
     threads: int = _key(_integer(1, 1024), 2, "torch CPU threads")
     jit: bool = _key(_flag(), False, "compile the ELBO with JitTrace_ELBO")
     bad_step_patience: int = _key(
-        _integer(1),
+        _integer(1, _MAX_EPOCHS),
         5,
         "non-finite SVI steps in a row (skipped) before the model rolls back to the start "
         "of its last clean epoch",
@@ -551,15 +575,74 @@ def _section_keys(section: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# YAML: a safe loader that also reads 1e-3 as a number and refuses duplicate keys
+# YAML: a safe loader that also reads 1e-3 as a number, refuses duplicate keys, and bounds
+# what a small text can expand to
 # ---------------------------------------------------------------------------------------------
+
+#: the largest config file read (real ones are a few KiB).
+MAX_CONFIG_BYTES = 2**20
+#: the most values (scalars, lists and mappings) a YAML document may expand to, an alias
+#: counted at the full size of what it names: a few hundred bytes of nested aliases would
+#: otherwise stand for 10^9 values, which any walk over them (a message's repr) visits.
+MAX_YAML_NODES = 10_000
+#: the longest integer literal converted: Python refuses to convert more than 4300 decimal
+#: digits, and the sexagesimal form (``1:2:3``) converts in quadratic time.
+MAX_INT_CHARS = 100
 
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 # YAML 1.1 (PyYAML) reads 1e-3 and 1.5e3 as strings; YAML 1.2 and users read them as numbers.
 _EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 
 
+@dataclass(frozen=True)
+class _LongInteger:
+    """What an integer literal longer than :data:`MAX_INT_CHARS` reads as: no key's rule
+    accepts it, so the message names the key, and nothing tries to convert it."""
+
+    chars: int
+
+    def __repr__(self) -> str:
+        return f"<an integer literal of {self.chars} characters>"
+
+
 class _Loader(yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._nodes = 0  # values composed so far, aliases counted at their full size
+        self._size: dict[int, int] = {}  # id(node) -> its full size, once composed
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            size = self._size.get(id(node))
+            if size is None:  # the alias sits inside the node it names
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias to a node that contains it (recursive)", mark
+                )
+            self._count(size, mark)
+            return node
+        start = self._nodes
+        self._count(1, self.peek_event().start_mark)
+        node = super().compose_node(parent, index)
+        self._size[id(node)] = self._nodes - start
+        return node
+
+    def _count(self, size: int, mark: yaml.Mark) -> None:
+        self._nodes += size
+        if self._nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"expands to more than {MAX_YAML_NODES} values (aliases counted in full)",
+                mark,
+            )
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int | _LongInteger:
+        if len(node.value) > MAX_INT_CHARS:
+            return _LongInteger(len(node.value))
+        return super().construct_yaml_int(node)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
@@ -572,7 +655,7 @@ class _Loader(yaml.SafeLoader):
                 continue
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                    None, None, f"duplicate key '{_name(key)}'", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
@@ -584,6 +667,7 @@ class _Dumper(yaml.SafeDumper):
 
 for _yaml_class in (_Loader, _Dumper):
     _yaml_class.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -592,26 +676,53 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
         mark = error.problem_mark or error.context_mark
         what = ", ".join(part for part in (error.context, error.problem) if part)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return " ".join(f"invalid YAML{where}: {what}".split())
-    return " ".join(f"invalid YAML: {error}".split())
+        return clipped(" ".join(f"invalid YAML{where}: {what}".split()), 2 * MAX_SHOWN_CHARS)
+    return clipped(" ".join(f"invalid YAML: {error}".split()), 2 * MAX_SHOWN_CHARS)
 
 
 #: PyYAML builds nested lists and mappings recursively; a deep enough nesting overflows the stack.
 _TOO_DEEP = "invalid YAML: lists or mappings nested too deeply"
 
 
-def _read_yaml(path: Path) -> dict:
-    where = f"config file '{path}'"
+def _read_text(path: Path, where: str) -> str:
+    """The text of a config file: a regular file (symlinks followed) of at most
+    :data:`MAX_CONFIG_BYTES`, so that neither a FIFO nor ``/dev/zero`` is read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NONBLOCK: a FIFO opens at once instead of waiting for a writer; fstat then
+        # judges the file that was opened, not one that a path might name a moment later.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise PotsInputError(f"{where}: no such file") from None
     except IsADirectoryError:
         raise PotsInputError(f"{where}: is a directory, not a file") from None
-    except UnicodeDecodeError:
-        raise PotsInputError(f"{where}: is not UTF-8 text") from None
     except OSError as error:
         raise PotsInputError(f"{where}: cannot be read ({error.strerror or error})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise PotsInputError(f"{where}: is a directory, not a file")
+        if not stat.S_ISREG(mode):
+            raise PotsInputError(f"{where}: not a regular file (a device, FIFO or socket)")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise PotsInputError(f"{where}: cannot be read ({error.strerror or error})") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise PotsInputError(
+            f"{where}: larger than {MAX_CONFIG_BYTES} bytes (MAX_CONFIG_BYTES); a config is a "
+            "few KiB"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PotsInputError(f"{where}: is not UTF-8 text") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    where = f"config file '{path}'"
+    text = _read_text(path, where)
     try:
         tree = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
@@ -636,7 +747,7 @@ def _read_yaml(path: Path) -> dict:
 def _check_section(section: Any, prefix: str = "") -> str:
     if isinstance(section, str) and section in _SECTIONS:
         return section
-    name = str(section)
+    name = _name(section)
     homes = [f"{s}.{name}" for s in _SECTIONS if name in _section_keys(s)]
     hint = f"it is a key: did you mean {' or '.join(repr(h) for h in homes)}? " if homes else ""
     close = difflib.get_close_matches(name, list(_SECTIONS), n=1)
@@ -651,7 +762,7 @@ def _check_key(section: str, key: Any, prefix: str = "") -> str:
     keys = _section_keys(section)
     if isinstance(key, str) and key in keys:
         return key
-    name = str(key)
+    name = _name(key)
     close = difflib.get_close_matches(name, keys, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(keys)}"
     raise PotsInputError(f"{prefix}unknown config key '{section}.{name}' ({hint})")
@@ -671,9 +782,9 @@ def _add_file(tree: dict[str, dict[str, Any]], raw: Mapping) -> None:
 
 
 def _add_override(tree: dict[str, dict[str, Any]], override: str) -> None:
-    prefix = f"override '{override}': "
     if not isinstance(override, str):
         raise PotsInputError(f"override {_show(override)}: must be a string SECTION.KEY=VALUE")
+    prefix = f"override '{clipped(override)}': "
     name, equals, text = override.partition("=")
     section, dot, key = name.strip().partition(".")
     if not equals or not dot or not section or not key or "." in key:

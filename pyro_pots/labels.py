@@ -19,8 +19,8 @@ its header:
 - ``label`` (or no header, one column): one line per data row, in order; an empty cell or
   ``-1`` marks an unlabelled row. The file must have exactly one line per data row.
 
-Labels are integers >= 0; anything else is a :class:`~pyro_pots.errors.PotsInputError`
-naming the file.
+Labels are integers in [0, 2**53] (:data:`~pyro_pots.data.limits.MAX_ABS_LABEL`); anything
+else is a :class:`~pyro_pots.errors.PotsInputError` naming the file and line.
 """
 
 import csv
@@ -32,6 +32,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from pyro_pots.data import limits
+from pyro_pots.data.limits import shown
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model.pots_vae import PotsVAE
 
@@ -179,13 +181,15 @@ def read_labels_file(path: Union[str, Path], n_rows: int) -> np.ndarray:
     """
     file = Path(path)
     where = f"labels file '{path}'"
-    if not file.is_file():
+    if not file.exists():
         raise PotsInputError(f"{where}: no such file")
+    if not file.is_file():  # a FIFO would block, /dev/zero would never end
+        raise PotsInputError(f"{where}: not a regular file")
     try:
         # utf-8-sig drops the byte-order mark that spreadsheet exports often start with.
         text = file.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise PotsInputError(f"{where}: not a readable text file ({error})") from None
+        raise PotsInputError(f"{where}: not a readable text file ({shown(str(error))})") from None
     lines = [(n, line.strip()) for n, line in enumerate(text, 1)]
     while lines and not lines[-1][1]:  # a trailing newline or two is not an unlabelled row
         lines.pop()
@@ -197,11 +201,25 @@ def read_labels_file(path: Union[str, Path], n_rows: int) -> np.ndarray:
     return _read_column(lines[1:] if header == "label" else lines, n_rows, where)
 
 
+def _parse_int(text: str) -> int | None:
+    """``int(text)``, or None for a text too long to be a label or a row index (more than
+    the 17 characters of -2**53: Python refuses to convert 4300 digits, with a traceback)."""
+    if len(text.strip()) > len(str(-limits.MAX_ABS_LABEL)):
+        return None
+    return int(text)
+
+
 def _parse_label(text: str, line: int, where: str, allow_unknown: bool) -> int:
     try:
-        value = int(text)
+        value = _parse_int(text)
     except ValueError:
-        raise PotsInputError(f"{where}: line {line}: label {text!r} is not an integer") from None
+        raise PotsInputError(
+            f"{where}: line {line}: label {shown(text)} is not an integer"
+        ) from None
+    if value is None or value > limits.MAX_ABS_LABEL:
+        raise PotsInputError(
+            f"{where}: line {line}: label {shown(text)} must be <= {limits.MAX_ABS_LABEL}"
+        )
     if value < 0 and not (allow_unknown and value == UNKNOWN):
         raise PotsInputError(f"{where}: line {line}: label {value} must be >= 0")
     return value
@@ -212,17 +230,17 @@ def _read_pairs(lines: List[Tuple[int, str]], n_rows: int, where: str) -> np.nda
     for line, text in lines:
         cells = [cell.strip() for cell in text.split(",")]
         if len(cells) != 2:
-            raise PotsInputError(f"{where}: line {line}: expected 'row,label', got {text!r}")
+            raise PotsInputError(f"{where}: line {line}: expected 'row,label', got {shown(text)}")
         try:
-            row = int(cells[0])
+            row = _parse_int(cells[0])
         except ValueError:
             raise PotsInputError(
-                f"{where}: line {line}: row {cells[0]!r} is not an integer"
+                f"{where}: line {line}: row {shown(cells[0])} is not an integer"
             ) from None
-        if not 0 <= row < n_rows:
+        if row is None or not 0 <= row < n_rows:
             raise PotsInputError(
-                f"{where}: line {line}: row {row} is out of range for data of {n_rows} rows "
-                "(rows are 0-based)"
+                f"{where}: line {line}: row {shown(cells[0])} is out of range for data of "
+                f"{n_rows} rows (rows are 0-based)"
             )
         label = _parse_label(cells[1], line, where, allow_unknown=False)
         if labels[row] not in (UNKNOWN, label):

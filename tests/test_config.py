@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,6 +53,18 @@ def _error(*names: str, path=None, overrides=(), text=None, tmp_path=None) -> st
     for name in names:
         assert name in message, f"{name!r} not in {message!r}"
     return message
+
+
+@contextmanager
+def _peak_allocation_below(limit: int) -> Iterator[None]:
+    """Fail if the block's traced peak allocation reaches ``limit`` bytes."""
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < limit, f"peak allocation {peak} bytes"
 
 
 def _get(cfg: Config, dotted: str):
@@ -292,7 +309,7 @@ def test_synthetic_example():
         ("model:\n  zzz: 3\n", ["unknown config key 'model.zzz'", "allowed: num_pots"]),
         ("model: 3\n", ["config section 'model'", "mapping", "got 3"]),
         # wrong types
-        ("model:\n  num_pots: ten\n", ["'model.num_pots'", "an integer >= 1", "got 'ten'"]),
+        ("model:\n  num_pots: ten\n", ["'model.num_pots'", "an integer in [1, 1024]", "got 'ten'"]),
         ("model:\n  num_pots: true\n", ["'model.num_pots'", "got True"]),
         ("model:\n  num_pots: 2.5\n", ["'model.num_pots'", "got 2.5"]),
         ("prior:\n  sigma: [1, 2]\n", ["'prior.sigma'", "a number in [0.001", "got [1, 2]"]),
@@ -308,7 +325,7 @@ def test_synthetic_example():
         ),
         ("prior:\n  sigma: 0\n", ["'prior.sigma'", "a number in [0.001, 1000.0]"]),
         ("prior:\n  M: .inf\n", ["'prior.M'", "got inf"]),
-        ("model:\n  num_pots: 0\n", ["'model.num_pots'", "an integer >= 1", "got 0"]),
+        ("model:\n  num_pots: 0\n", ["'model.num_pots'", "an integer in [1, 1024]", "got 0"]),
         (
             "routing:\n  mode: hardmax\n",
             [
@@ -410,3 +427,160 @@ def test_a_line_break_from_the_input_stays_escaped_in_the_message(tmp_path):
     # found by tests/test_fuzz.py: a key holding a line break made a two-line message
     message = _error("unknown config section 'a\\nb'", text='? "a\\nb"\n: 1\n', tmp_path=tmp_path)
     assert len(message.splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds on what is read (issue 16): file kind and size, alias expansion, huge integers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_that_is_a_symlink_to_a_device(tmp_path):
+    # was read until memory ran out
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    _error("zero.yaml", "not a regular file", path=tmp_path / "zero.yaml")
+
+
+def test_config_that_is_a_fifo(tmp_path):
+    # was a hang: open() waited for a writer. Loaded in a thread, so that a regression fails
+    # (a writer is then opened to release it) instead of hanging the suite.
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    messages: list[str] = []
+    loader = threading.Thread(
+        target=lambda: messages.append(_error("fifo.yaml", "not a regular file", path=fifo)),
+        daemon=True,
+    )
+    loader.start()
+    loader.join(timeout=60)
+    if loader.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("load_config waited on a FIFO")
+    assert messages, "the loader raised something other than a one-line PotsInputError"
+
+
+def test_config_larger_than_the_limit(tmp_path):
+    path = _write(tmp_path, "# " + "x" * config_module.MAX_CONFIG_BYTES + "\n")
+    _error(str(path), f"larger than {config_module.MAX_CONFIG_BYTES} bytes", path=path)
+    path = _write(tmp_path, "# " + "x" * (config_module.MAX_CONFIG_BYTES - 3) + "\n")
+    assert load_config(path) == default_config()
+
+
+#: the report's 535-byte case: nine levels of ten aliases each stand for 10^9 values.
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcdefgh", "bcdefghi")
+)
+
+
+def test_yaml_alias_bomb_is_refused_while_composing(tmp_path):
+    assert len(BOMB.encode()) < 600
+    with _peak_allocation_below(2**21):
+        _error("invalid YAML", "more than 10000 values", text=BOMB, tmp_path=tmp_path)
+    _error("override 'data.spec=", "more than 10000 values", overrides=["data.spec=" + BOMB])
+    value = "{" + BOMB.replace("\n", ", ") + "}"
+    _error("override 'model.num_pots=", "more than 10000", overrides=[f"model.num_pots={value}"])
+
+
+def test_aliases_within_the_limit_still_work(tmp_path):
+    text = "model: &m {num_pots: 4, latent_dim: 3}\nrouting: {temperature: 0.5}\n"
+    assert load_config(_write(tmp_path, text)).model.num_pots == 4
+    text = "model:\n  num_pots: &k 6\ncurriculum:\n  start_pots: *k\n"
+    assert load_config(_write(tmp_path, text)).curriculum.start_pots == 6
+
+
+def test_recursive_alias(tmp_path):
+    _error(
+        "invalid YAML", "line 2", "recursive", text="data:\n  spec: &a [1, *a]\n", tmp_path=tmp_path
+    )
+
+
+def test_a_huge_value_is_never_rendered_whole():
+    # built in Python, where no YAML limit applies: 10^9 items that share their lists
+    value = [0] * 10
+    for _ in range(8):
+        value = [value] * 10
+    with _peak_allocation_below(2**20), pytest.raises(PotsInputError) as info:
+        config_module.DataConfig(spec=value)
+    assert "config key 'data.spec'" in str(info.value) and len(str(info.value)) < 200
+    with pytest.raises(PotsInputError) as info:
+        config_module.TrainConfig(seed=10**5000)  # repr() refuses more than 4300 digits
+    assert "an integer of about 5001 digits" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ["9" * 5000, "-" + "9" * 5000, "0x" + "f" * 5000, "0b" + "1" * 5000, "1:" * 2000 + "1"],
+)
+def test_huge_integer_literals_name_the_key(tmp_path, literal):
+    # --set train.seed=<5000 digits> was a ValueError traceback (Python's int-digit limit)
+    for where in ("file", "override"):
+        names = ["config key 'train.seed'", "[0, 4294967295]", "<an integer literal of"]
+        if where == "file":
+            message = _error(*names, text=f"train:\n  seed: {literal}\n", tmp_path=tmp_path)
+        else:
+            message = _error(*names, overrides=[f"train.seed={literal}"])
+        assert len(message) < 300
+
+
+def test_huge_integers_as_names_and_in_lists(tmp_path):
+    big = "9" * 5000
+    message = _error(
+        "unknown config section '<an integer literal", text=f"? {big}\n: 1\n", tmp_path=tmp_path
+    )
+    assert len(message) < 300
+    message = _error(
+        "'model.num_pots'", "got [1, <an integer", overrides=[f"model.num_pots=[1, {big}]"]
+    )
+    assert len(message) < 300
+    message = _error(
+        "unknown config key 'model.", text=f"model:\n  ? {big}\n  : 1\n", tmp_path=tmp_path
+    )
+    assert len(message) < 300
+
+
+def test_long_names_and_overrides_are_cut_in_messages(tmp_path):
+    long = "k" * 100_000
+    for message in (
+        _error("unknown config section", text=f"? {long}\n: 1\n", tmp_path=tmp_path),
+        _error(
+            "unknown config key 'model.kkk", text=f"model:\n  ? {long}\n  : 1\n", tmp_path=tmp_path
+        ),
+        _error("override 'data.spec=", overrides=["data.spec=" + "[" * 100 + long]),
+        _error("override 'kkk", overrides=[long]),
+        _error("duplicate key", text=f"? {long}\n: 1\n? {long}\n: 2\n", tmp_path=tmp_path),
+    ):
+        assert len(message) < 400, message[:100]
+
+
+@pytest.mark.parametrize(
+    "override, allowed",
+    [
+        ("train.max_epochs=1000001", "[1, 1000000]"),
+        ("prior.lam_warmup_epochs=1000001", "[0, 1000000]"),
+        ("train.bad_step_patience=1000001", "[1, 1000000]"),
+        ("model.num_pots=1025", "[1, 1024]"),
+        ("model.hidden_dim=65537", "[1, 65536]"),
+        ("model.decoder_hidden_dim=65537", "[1, 65536]"),
+        ("model.latent_dim=65537", "[1, 65536]"),
+        ("data.seed=-1", "[0, 4294967295]"),
+        ("data.seed=4294967296", "[0, 4294967295]"),
+        ("curriculum.kick_steps=2147483648", "[0, 2147483647]"),
+        ("train.batch_size=2147483648", "[1, 2147483647]"),
+    ],
+)
+def test_every_integer_key_has_an_upper_bound(override, allowed):
+    dotted = override.split("=")[0]
+    _error(f"config key '{dotted}'", allowed, overrides=[override])
+    at_bound = allowed.strip("[]").split(", ")[1]
+    assert _get(load_config(None, [f"{dotted}={at_bound}"]), dotted) == int(at_bound)
+
+
+def test_every_integer_key_is_bounded_in_the_reference():
+    for section in config_to_dict(default_config()).values():
+        assert all(isinstance(v, (bool, float, str)) or v < 2**31 for v in section.values())
+    for cls in config_module._SECTIONS.values():
+        for key in dataclasses.fields(cls):
+            allowed = key.metadata["rule"].allowed
+            assert not allowed.startswith("an integer") or allowed.startswith("an integer in ["), (
+                cls.section,
+                key.name,
+            )

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -92,6 +93,13 @@ def test_both_file_layouts_read_the_same_labels(tmp_path):
         ("row,label\n0,-1\n", "must be >= 0"),
         ("row,label\n", "no labelled rows"),
         ("", "empty file"),
+        # issue 16: numbers no label or row can be (a traceback, or a 5000-character line)
+        ("label\n1\n1e30\n\n\n7\n", "not an integer"),
+        ("label\n1\n" + "9" * 30 + "\n\n\n7\n", "must be <= 9007199254740992"),
+        ("label\n1\n" + "9" * 5000 + "\n\n\n7\n", "must be <= 9007199254740992"),
+        ("row,label\n0," + "9" * 30 + "\n", "must be <= 9007199254740992"),
+        ("row,label\n" + "9" * 5000 + ",1\n", "out of range"),
+        ("row,label\n0,1," + "x" * 5000 + "\n", "expected 'row,label'"),
     ],
 )
 def test_bad_labels_file_is_one_error_naming_the_file(tmp_path, text, needle):
@@ -101,6 +109,13 @@ def test_bad_labels_file_is_one_error_naming_the_file(tmp_path, text, needle):
         read_labels_file(path, 5)
     message = str(info.value)
     assert needle in message and "bad.csv" in message and "\n" not in message
+    assert len(message) < 300, "a message quotes a bounded prefix of the input"
+
+
+def test_labels_file_that_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo.csv")  # reading it would wait for a writer forever
+    with pytest.raises(PotsInputError, match="fifo.csv': not a regular file"):
+        read_labels_file(tmp_path / "fifo.csv", 5)
 
 
 def test_label_command_maps_predicts_and_writes(run, tmp_path, capsys):

@@ -674,6 +674,18 @@ def test_labels_beyond_the_limit_are_refused(tmp_path: Path, small_limit: int) -
         read_file(path)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", ["<f8", ">f4", "<i2", "|u1", "?"])
+def test_npz_members_of_any_order_and_byte_order(tmp_path: Path, order: str, dtype: str) -> None:
+    X = np.arange(12).reshape(4, 3).astype(dtype, order=order)
+    y = np.arange(4).astype(dtype)
+    np.savez_compressed(tmp_path / "d.npz", X=X, y=y)
+    data = read_file(tmp_path / "d.npz")
+    np.testing.assert_array_equal(data.X, X.astype(np.float32))
+    np.testing.assert_array_equal(data.labels, y.astype(np.int64))
+    assert data.X.flags.writeable
+
+
 def test_data_at_the_limit_still_reads(tmp_path: Path, small_limit: int) -> None:
     np.save(tmp_path / "d.npy", np.ones((small_limit // 10, 10)))
     np.savez_compressed(tmp_path / "d.npz", X=np.ones((small_limit // 10, 10)))

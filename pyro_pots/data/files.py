@@ -124,16 +124,17 @@ def _signature(stream: BinaryIO, where: str) -> str:
     raise PotsInputError(f"{where}: {_NO_SIGNATURE}")
 
 
-def _npy_header(stream: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Read an ``.npy`` header (the stream at its start): the declared shape and dtype.
+def _npy_header(stream: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Read an ``.npy`` header (the stream at its start): the declared shape, whether it is
+    in Fortran order, and the dtype.
 
     Nothing is allocated for the data: the caller checks the declared size first.
     """
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
     elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
     else:  # 3.0 exists only for structured dtypes with unicode field names: never numeric
         raise PotsInputError(
             f"{where}: .npy format version {version[0]}.{version[1]} is not supported "
@@ -143,7 +144,7 @@ def _npy_header(stream: BinaryIO, where: str) -> tuple[tuple[int, ...], np.dtype
         raise PotsInputError(
             f"{where}: holds an object-dtype array; only numeric arrays are supported"
         )
-    return shape, dtype
+    return shape, fortran, dtype
 
 
 def _check_declared(shape: tuple[int, ...], dtype: np.dtype, available: int, where: str) -> None:
@@ -219,17 +220,44 @@ def _npz_member(names: list[str], key: str) -> str | None:
 
 
 def _read_npz_array(archive: zipfile.ZipFile, name: str, where: str) -> np.ndarray:
-    """Read one ``.npy`` member after checking its declared size."""
+    """Read one ``.npy`` member after checking its declared size.
+
+    The data are read in chunks, so memory grows with what the member really decompresses
+    to, not with what its zip entry or its header declares.
+    """
     info = archive.getinfo(name)
     with archive.open(info) as member:
         if member.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
             raise PotsInputError(f"{where}: not a .npy array ({_NO_SIGNATURE})")
     with archive.open(info) as member:
-        shape, dtype = _npy_header(member, where)
+        shape, fortran, dtype = _npy_header(member, where)
         # zipfile never yields more than the member's declared (uncompressed) size.
         _check_declared(shape, dtype, info.file_size - member.tell(), where)
-    with archive.open(info) as member:
-        return np.lib.format.read_array(member, allow_pickle=False)
+        count = math.prod(shape)
+        data = _read_at_most(member, count * dtype.itemsize)
+    if len(data) < count * dtype.itemsize:
+        raise PotsInputError(
+            f"{where}: not a valid numpy file (truncated: {len(data)} of the "
+            f"{count * dtype.itemsize} bytes its header declares)"
+        )
+    array = np.frombuffer(data, dtype=dtype, count=count)  # writable: data is a bytearray
+    return array.reshape(shape[::-1]).transpose() if fortran else array.reshape(shape)
+
+
+#: how much of a compressed stream is read at a time.
+_CHUNK_BYTES = 2**20
+
+
+def _read_at_most(stream: BinaryIO, size: int) -> bytearray:
+    """Up to ``size`` bytes of ``stream``, read in chunks: a stream that ends early costs
+    only what it held (a single ``read(size)`` would allocate ``size`` bytes first)."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = stream.read(min(size - len(data), _CHUNK_BYTES))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _read_npy(file: Path, where: str) -> np.ndarray:
@@ -238,7 +266,7 @@ def _read_npy(file: Path, where: str) -> np.ndarray:
         if _signature(stream, where) == "zip":
             raise PotsInputError(f"{where}: not a .npy array (looks like an .npz archive)")
         try:
-            shape, dtype = _npy_header(stream, where)
+            shape, _, dtype = _npy_header(stream, where)
             _check_declared(shape, dtype, os.fstat(stream.fileno()).st_size - stream.tell(), where)
             stream.seek(0)
             array = np.load(stream, allow_pickle=False)
@@ -404,7 +432,7 @@ def _read_idx(
             expected = header_len + _check_count(dims, where)
             if not gz:
                 _check_idx_size(os.fstat(raw.fileno()).st_size, expected, where)
-            body = stream.read(expected - header_len + 1)
+            body = _read_at_most(stream, expected - header_len + 1)
         except (OSError, EOFError, zlib.error) as error:
             raise PotsInputError(f"{where}: cannot read ({_one_line(error)})") from error
     if len(body) > expected - header_len:

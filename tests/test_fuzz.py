@@ -18,8 +18,10 @@ import gzip
 import io
 import itertools
 import json
+import math
 import string
 import tempfile
+import tracemalloc
 import warnings
 import zipfile
 from pathlib import Path
@@ -34,7 +36,7 @@ from hypothesis.extra import numpy as hnp
 
 from pyro_pots.cli import main
 from pyro_pots.config import Config, config_to_dict, load_config, save_config
-from pyro_pots.data import load_data, read_file
+from pyro_pots.data import limits, load_data, read_file
 from pyro_pots.errors import PotsInputError
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -456,6 +458,207 @@ _spec = st.one_of(
 @given(spec=_spec, likelihood=st.sampled_from([None, "bernoulli", "normal", "poisson"]))
 def test_data_specs(spec, likelihood):
     outcome(lambda: load_data(spec, likelihood))
+
+
+# ---------------------------------------------------------------------------------------------
+# Declared sizes (issue 16): headers that promise more than the file holds or than the limit
+# allows; nothing of the declared size may be allocated before the promise is checked
+# ---------------------------------------------------------------------------------------------
+
+#: far below any declared size drawn here that the checks must refuse (those declare > 16 MiB).
+_PEAK_BYTES = 2**23
+
+
+def read_bounded(path: Path):
+    """:func:`read` under tracemalloc: the peak allocation stays below ``_PEAK_BYTES``."""
+    tracemalloc.start()
+    try:
+        result = read(path)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < _PEAK_BYTES, f"peak allocation {peak} bytes for {path.name}"
+    return result
+
+
+def _npy_header(shape: tuple[int, ...], descr: str) -> bytes:
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape!r}, }}"
+    text += " " * (-(len(text) + 11) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+
+
+#: shapes from empty to 10^40 values; the body holds at most 4 KiB whatever they declare.
+_declared_shapes = st.lists(
+    st.one_of(st.integers(0, 8), st.integers(0, 2**40), st.sampled_from([10**6, 2**31, 2**63])),
+    min_size=0,
+    max_size=3,
+).map(tuple)
+
+
+@fuzz_settings(80)
+@given(
+    shape=_declared_shapes,
+    descr=st.sampled_from(["<f8", "<f4", "|u1", "<i8", "|b1", "<U3", "|S0", "<c16"]),
+    body=st.integers(0, 4096),
+    container=st.sampled_from(["npy", "npz", "npz-deflated"]),
+)
+def test_npy_and_npz_headers_declaring_any_size(shape, descr, body, container):
+    data = _npy_header(shape, descr) + bytes(range(256)) * (body // 256) + bytes(body % 256)
+    path = fresh_dir() / ("data.npy" if container == "npy" else "data.npz")
+    if container == "npy":
+        path.write_bytes(data)
+    else:
+        method = zipfile.ZIP_DEFLATED if container == "npz-deflated" else zipfile.ZIP_STORED
+        with zipfile.ZipFile(path, "w", method) as archive:
+            archive.writestr("X.npy", data)
+    result = read_bounded(path)
+    if not isinstance(result, PotsInputError):
+        itemsize = np.dtype(descr).itemsize
+        assert len(shape) == 2 and 0 < math.prod(shape) * itemsize <= body
+    event(type(result).__name__)
+
+
+@fuzz_settings(40)
+@given(n_rows=st.integers(1, 4000), n_cols=st.integers(1, 1000), keep=st.floats(0, 1))
+def test_compressed_npz_of_zeros_declaring_up_to_4m_values(n_rows, n_cols, keep):
+    # small archives that decompress up to 1000-fold, whole or cut, under a lowered limit
+    path = fresh_dir() / "zeros.npz"
+    np.savez_compressed(path, X=np.zeros((n_rows, n_cols), dtype=np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with mock.patch.object(limits, "MAX_VALUES", 10**5):
+        result = read_bounded(path)
+    if not isinstance(result, PotsInputError):
+        assert n_rows * n_cols <= 10**5 and keep == 1
+
+
+@fuzz_settings(60)
+@given(
+    dims=st.tuples(*[st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1))] * 3),
+    body=st.integers(0, 2048),
+    gz=st.booleans(),
+    label_count=st.none() | st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1)),
+)
+def test_idx_headers_declaring_any_size(dims, body, gz, label_count):
+    folder = fresh_dir()
+    header = (2051).to_bytes(4, "big") + b"".join(v.to_bytes(4, "big") for v in dims)
+    raw = header + bytes(body)
+    path = folder / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    if label_count is not None:
+        labels = (2049).to_bytes(4, "big") + label_count.to_bytes(4, "big") + bytes(min(body, 8))
+        (folder / "train-labels-idx1-ubyte").write_bytes(labels)
+    result = read_bounded(path)
+    if not isinstance(result, PotsInputError):
+        assert math.prod(dims) == body > 0
+
+
+@fuzz_settings(40)
+@given(
+    n_rows=st.integers(1, 10**13),
+    n_features=st.integers(1, 10**7),
+    n_clusters=st.integers(1, 10**6),
+)
+def test_synthetic_specs_declaring_any_size(n_rows, n_features, n_clusters):
+    spec = f"synthetic:n={n_rows},d={n_features},k={n_clusters}"
+    # under the lowered limit a spec that passes is tiny; the rest must be refused cheaply
+    with mock.patch.object(limits, "MAX_VALUES", 10**5):
+        tracemalloc.start()
+        try:
+            outcome(lambda: load_data(spec))
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    assert peak < _PEAK_BYTES
+
+
+# ---------------------------------------------------------------------------------------------
+# Alias-heavy YAML and huge integers (issue 16): bounded expansion, bounded messages
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def _alias_yaml(draw) -> str:
+    """Anchors that each repeat the previous one ``fan`` times, ``depth`` levels deep (up to
+    12^12 values in a few hundred bytes), placed as a config value, a section or a key's
+    list; sometimes a merge key or an alias inside its own anchor."""
+    depth, fan = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    lines = ["a0: &a0 [x, 1, 2.5]"]
+    for level in range(1, depth + 1):
+        items = ", ".join([f"*a{level - 1}"] * fan)
+        lines.append(f"a{level}: &a{level} [{items}]")
+    top = f"a{depth}"
+    kind = draw(st.sampled_from(["value", "section", "merge", "recursive", "flow"]))
+    if kind == "value":
+        key = draw(st.sampled_from(_DOTTED)).split(".")
+        lines.append(f"{key[0]}:\n  {key[1]}: *{top}")
+    elif kind == "section":
+        lines.append(f"model: *{top}")
+    elif kind == "merge":
+        lines.insert(0, "base: &base {num_pots: 3, latent_dim: 2}")
+        lines.append("model:\n  <<: *base\n  hidden_dim: 8")
+    elif kind == "recursive":
+        lines.append("data: &r {spec: [*r]}")
+    else:
+        return "{" + ", ".join(lines) + "}"
+    return "\n".join(lines) + "\n"
+
+
+@fuzz_settings(60)
+@given(text=_alias_yaml(), as_override=st.booleans())
+def test_alias_heavy_yaml(text, as_override):
+    tracemalloc.start()
+    try:
+        if as_override:
+            flow = "[" + ", ".join(line for line in text.splitlines() if line) + "]"
+            result = outcome(lambda: load_config(None, ["data.spec=" + flow]))
+        else:
+            path = fresh_dir() / "config.yaml"
+            path.write_text(text, encoding="utf-8")
+            result = outcome(lambda: load_config(path))
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 2**25, f"peak allocation {peak} bytes"
+    if isinstance(result, PotsInputError):
+        assert len(str(result)) < 1000
+
+
+_huge_literal = st.builds(
+    lambda sign, form, digits: sign + form.format(digits),
+    st.sampled_from(["", "-", "+"]),
+    st.sampled_from(["{}", "0x{}", "0b{}", "0{}", "1:{}", "{}_0", "{}.5", "{}e3"]),
+    st.integers(1, 6000).map(lambda n: "1" * n),
+)
+
+
+@fuzz_settings(60)
+@given(dotted=st.sampled_from(_DOTTED), literal=_huge_literal, in_file=st.booleans())
+def test_huge_numbers_in_overrides_and_files(dotted, literal, in_file):
+    if in_file:
+        section, key = dotted.split(".")
+        path = fresh_dir() / "config.yaml"
+        path.write_text(f"{section}:\n  {key}: {literal}\n", encoding="utf-8")
+        result = outcome(lambda: load_config(path))
+    else:
+        result = outcome(lambda: load_config(None, [f"{dotted}={literal}"]))
+    if isinstance(result, PotsInputError):
+        assert len(str(result)) < 1000
+    else:  # accepted: a float key took a long float literal, or a value that fits its key
+        check_config(result)
+
+
+@fuzz_settings(20)
+@given(
+    dotted=st.sampled_from(["train.seed", "data.seed", "curriculum.patience", "model.num_pots"]),
+    digits=st.integers(101, 6000),
+)
+def test_huge_integers_through_the_command_line(capsys, dotted, digits):
+    out = fresh_dir() / "out"
+    argv = ["fit", "--data", _TINY_DATA, "--out", str(out), "--set", f"{dotted}={'7' * digits}"]
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 2 and dotted in err and len(err) < 1000
+    _no_summary_unless_success(code, stdout, out)
 
 
 # ---------------------------------------------------------------------------------------------

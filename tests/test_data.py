@@ -686,6 +686,15 @@ def test_npz_members_of_any_order_and_byte_order(tmp_path: Path, order: str, dty
     assert data.X.flags.writeable
 
 
+def test_csv_beyond_the_limit_stops_reading(tmp_path: Path, small_limit: int) -> None:
+    rows = small_limit // 4 + 1
+    path = write_csv(tmp_path / "d.csv", "a,b,c,d\n" + "1,2,3,4\n" * rows)
+    with bad_input("d.csv", f"by row {rows + 1}", "limit"):
+        read_file(path)
+    path = write_csv(tmp_path / "d.csv", "a,b,c,d\n" + "1,2,3,4\n" * (rows - 1))
+    assert read_file(path).X.shape == (rows - 1, 4)
+
+
 def test_data_at_the_limit_still_reads(tmp_path: Path, small_limit: int) -> None:
     np.save(tmp_path / "d.npy", np.ones((small_limit // 10, 10)))
     np.savez_compressed(tmp_path / "d.npz", X=np.ones((small_limit // 10, 10)))

@@ -11,6 +11,7 @@ before any array of that shape is allocated.
 
 from __future__ import annotations
 
+import array
 import csv
 import gzip
 import lzma
@@ -282,41 +283,73 @@ def _read_csv(file: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
 
     The first row is a header when none of its cells is a number, a data row when all are;
     a first row that mixes the two (a typo in a data row, a number in a header) is an error,
-    since either reading of it would be a guess. Messages number rows as file lines (from 1,
-    header and blank lines included) and columns from 1, as a text editor shows them.
+    since either reading of it would be a guess. Rows are parsed as they are read, into 8
+    bytes a value, and reading stops past :data:`~pyro_pots.data.limits.MAX_VALUES` values.
+    Messages number rows as file lines (from 1, header and blank lines included) and columns
+    from 1, as a text editor shows them.
     """
     try:
         # utf-8-sig drops the byte-order mark that spreadsheet exports often start with.
         with file.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [(line, cells) for line, cells in _csv_rows(handle) if cells]
+            header, values = _parse_csv(handle, where)
     except UnicodeDecodeError as error:
         raise PotsInputError(f"{where}: not a UTF-8 text file ({_one_line(error)})") from error
     except csv.Error as error:
         raise PotsInputError(f"{where}: malformed CSV ({_one_line(error)})") from error
     except OSError as error:
         raise PotsInputError(f"{where}: cannot be read ({error.strerror or error})") from None
-    if not rows:
-        raise PotsInputError(f"{where}: empty file (no rows)")
-    header = _csv_header(*rows[0], where)
-    data_rows = rows[1:] if header is not None else rows
-    if not data_rows:
-        raise PotsInputError(f"{where}: has a header row but no data rows")
     label_col = _label_column(header, where) if header is not None else None
-    width = len(header) if header is not None else len(data_rows[0][1])
-    if label_col is not None and width < 2:
-        raise PotsInputError(f"{where}: has only the label column, no feature columns")
-    _check_count((len(data_rows), width), where)
-    values = np.empty((len(data_rows), width), dtype=np.float64)
-    for i, (line, row) in enumerate(data_rows):
-        if len(row) != width:
-            raise PotsInputError(f"{where}: row {line} has {len(row)} columns, expected {width}")
-        values[i] = _parse_row(row, line, where)
-    _check_csv_finite(values, data_rows, where)
     if label_col is None:
         return values, None
     label_where = f"{where}: column {shown(header[label_col])}"
     labels = as_labels(values[:, label_col], len(values), label_where)
     return np.delete(values, label_col, axis=1), labels
+
+
+def _parse_csv(handle: Iterable[str], where: str) -> tuple[list[str] | None, np.ndarray]:
+    """The header (or None) and the (rows, columns) float64 values of a CSV text; rows that
+    hold only whitespace are skipped."""
+    reader = csv.reader(handle)
+    header: list[str] | None = None
+    width = 0
+    values = array.array("d")
+    first_bad: tuple[int, int, str] | None = None  # (line, column, cell) of a NaN or inf
+    for row in reader:
+        if all(not cell.strip() for cell in row):
+            continue
+        line = reader.line_num
+        if not width:
+            width, header = len(row), _csv_header(line, row, where)
+            if header is not None:
+                label_col = _label_column(header, where)
+                if label_col is not None and width < 2:
+                    raise PotsInputError(f"{where}: has only the label column, no feature columns")
+                continue
+        if len(row) != width:
+            raise PotsInputError(f"{where}: row {line} has {len(row)} columns, expected {width}")
+        if len(values) + width > limits.MAX_VALUES:
+            raise PotsInputError(
+                f"{where}: more than {limits.MAX_VALUES} values by row {line}, the limit "
+                "(pyro_pots.data.limits.MAX_VALUES)"
+            )
+        parsed = _parse_row(row, line, where)
+        if first_bad is None and not all(map(math.isfinite, parsed)):
+            col = next(i for i, value in enumerate(parsed) if not math.isfinite(value))
+            first_bad = (line, col + 1, row[col])
+        values.extend(parsed)
+    if not width:
+        raise PotsInputError(f"{where}: empty file (no rows)")
+    if not values:
+        raise PotsInputError(f"{where}: has a header row but no data rows")
+    matrix = np.frombuffer(values, dtype=np.float64).reshape(-1, width)
+    if first_bad is not None:
+        n_bad = int(np.count_nonzero(~np.isfinite(matrix)))
+        line, col, cell = first_bad
+        raise PotsInputError(
+            f"{where}: {n_bad} non-finite value(s) (NaN or inf); first at row {line}, "
+            f"column {col}: {shown(cell)}"
+        )
+    return header, matrix
 
 
 def _csv_header(line: int, row: list[str], where: str) -> list[str] | None:
@@ -335,30 +368,6 @@ def _csv_header(line: int, row: list[str], where: str) -> list[str] | None:
         f"{where}: row {line}, column {col + 1}: {what} {shown(row[col])} among {among}; "
         "the first row must be all names (a header) or all numbers (data)"
     )
-
-
-def _check_csv_finite(
-    values: np.ndarray, data_rows: list[tuple[int, list[str]]], where: str
-) -> None:
-    """Reject NaN/inf cells ("nan", "inf" parse as floats), naming the first by file position."""
-    bad = ~np.isfinite(values)
-    n_bad = int(bad.sum())
-    if n_bad:
-        i, j = (int(k) for k in np.argwhere(bad)[0])
-        raise PotsInputError(
-            f"{where}: {n_bad} non-finite value(s) (NaN or inf); first at row {data_rows[i][0]}, "
-            f"column {j + 1}: {shown(data_rows[i][1][j])}"
-        )
-
-
-def _csv_rows(handle: Iterable[str]) -> list[tuple[int, list[str]]]:
-    """Return ``(line number, cells)`` pairs; whitespace-only rows come back empty."""
-    reader = csv.reader(handle)
-    out = []
-    for row in reader:
-        cells = [] if all(not cell.strip() for cell in row) else row
-        out.append((reader.line_num, cells))
-    return out
 
 
 def _is_number(cell: str) -> bool:

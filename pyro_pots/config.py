@@ -66,7 +66,7 @@ from pyro_pots.curriculum.normality import CRITICAL_1E4
 from pyro_pots.curriculum.proposals import PROPOSALS, parse_proposals
 from pyro_pots.curriculum.split import NEW_POT_INITS
 from pyro_pots.curriculum.stage_manager import PARENT_RULES
-from pyro_pots.data.limits import MAX_SHOWN_CHARS, clipped, shown
+from pyro_pots.data.limits import MAX_SHOWN_CHARS, MAX_SHOWN_PATH, clipped, shown
 from pyro_pots.distributions import ROUTING_MODES
 from pyro_pots.errors import PotsInputError
 from pyro_pots.handlers import KickMessenger
@@ -721,7 +721,7 @@ def _read_text(path: Path, where: str) -> str:
 
 
 def _read_yaml(path: Path) -> dict:
-    where = f"config file '{path}'"
+    where = f"config file '{clipped(str(path), MAX_SHOWN_PATH)}'"
     text = _read_text(path, where)
     try:
         tree = yaml.load(text, Loader=_Loader)

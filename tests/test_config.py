@@ -549,6 +549,8 @@ def test_long_names_and_overrides_are_cut_in_messages(tmp_path):
         _error("duplicate key", text=f"? {long}\n: 1\n? {long}\n: 2\n", tmp_path=tmp_path),
     ):
         assert len(message) < 400, message[:100]
+    message = _error("config file", "cannot be read", path=tmp_path / (long + ".yaml"))
+    assert len(message) < 6000
 
 
 @pytest.mark.parametrize(

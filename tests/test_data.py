@@ -821,3 +821,6 @@ def test_long_cells_and_specs_are_cut_in_messages(tmp_path: Path) -> None:
     with pytest.raises(PotsInputError) as info:
         load_data("synthetic:k=" + "7" * 100_000)
     assert len(str(info.value)) < 6000
+    with pytest.raises(PotsInputError) as info:
+        read_file(tmp_path / ("x" * 100_000 + ".npy"))
+    assert "cannot be read" in str(info.value) and len(str(info.value)) < 6000

@@ -28,7 +28,7 @@ import numpy as np
 
 from pyro_pots.data import limits
 from pyro_pots.data.dataset import Dataset, as_feature_matrix, as_labels
-from pyro_pots.data.limits import MAX_SHOWN_CHARS, clipped, shown
+from pyro_pots.data.limits import MAX_SHOWN_CHARS, MAX_SHOWN_PATH, clipped, shown
 from pyro_pots.errors import PotsInputError
 
 #: Header names (case-insensitive) that mark a CSV column as class labels.
@@ -54,7 +54,7 @@ def read_file(path: str | os.PathLike[str]) -> Dataset:
         anything other than a finite numeric (N, D) matrix with matching integer labels.
     """
     file = Path(path)
-    where = f"data file '{path}'"
+    where = f"data file '{clipped(str(path), MAX_SHOWN_PATH)}'"
     try:
         exists, is_file = file.exists(), file.is_file()
     except OSError as error:  # e.g. a name too long for the file system

@@ -85,8 +85,7 @@ class Kick:
         has = target != NO_TARGET
         if not has.any():
             return self.weight * xb.new_zeros(())
-        head = vae.encoder.logits_params(vae.encoder.hidden(xb[has]))
-        y = vae.logits_guide(head).mean.masked_fill(~active, -math.inf)
+        y = vae.mean_logits(xb[has]).masked_fill(~active, -math.inf)
         return self.weight * cross_entropy(y, target[has], reduction="sum")
 
     def agreement(self, pots_now: torch.Tensor) -> Optional[float]:

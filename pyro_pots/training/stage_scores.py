@@ -45,7 +45,7 @@ def epoch_scores(
     responsibilities, and the pots' usage. Under torchrun each rank scores its share of
     the rows and the sums are reduced across ranks."""
     active = vae.active
-    pots = active.nonzero().squeeze(-1)
+    pots = vae.open_ids()
     a = len(pots)
     rows = distributed.strided(train_x)
     resp = vae.responsibilities(rows, active).index_select(-1, pots).double()

@@ -1,6 +1,7 @@
 """PotsMixture (the scikit-learn estimator) and load_run (a fitted run without a trainer)."""
 
 import csv
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from pyro_pots import PotsMixture, PotsVAE, cli, load_run
+from pyro_pots import PotsMixture, PotsVAE, cli, fit, load_run, run_dir
+from pyro_pots.config import load_config
 from pyro_pots.data import make_synthetic
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model.priors import LogitMoGPrior
@@ -277,3 +279,27 @@ def test_unfitted_estimator_refuses(data):
 
     with pytest.raises(NotFittedError):
         PotsMixture().predict(data)
+
+
+def test_load_run_of_a_cli_fit_matches_the_cli(tmp_path):
+    overrides = [f"{key}={value}" for key, value in PENDING.items()]
+    overrides += ["data.spec=synthetic:k=3,d=8,n=300", f"output.dir={tmp_path / 'run'}"]
+    threads = torch.get_num_threads()
+    try:  # fit() sets the thread count for the process
+        fit(load_config(None, overrides + ["output.plots=false"]), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert run_dir.load_checkpoint(tmp_path / "run")["trainer"]["manager"]["pending"] is not None
+    run = load_run(tmp_path / "run")
+    _, trainer = cli.load_run(tmp_path / "run")
+    np.testing.assert_array_equal(run.pots, trainer.vae.open_ids().numpy())
+    theirs = trainer.vae.state_dict()
+    assert all(torch.equal(value, theirs[key]) for key, value in run.model.state_dict().items())
+    x = make_synthetic(n_clusters=3, n_features=8, n_rows=300, seed=0).X
+    assert run.score_samples(x).shape == (300,)  # the run's data, read back by its spec
+
+
+def test_a_fitted_estimator_pickles(fitted, data):
+    copy = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(copy.predict_proba(data), fitted.predict_proba(data))
+    np.testing.assert_array_equal(copy.score_samples(data), fitted.score_samples(data))

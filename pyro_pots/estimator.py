@@ -36,7 +36,7 @@ from tqdm import tqdm
 from pyro_pots import plots, run_dir, uncertainty
 from pyro_pots.config import Config, config_to_dict, load_config, model_kwargs, save_config
 from pyro_pots.errors import PotsInputError, first_line
-from pyro_pots.fitted_run import PotsPredictions, as_dataset, as_rows, model_features
+from pyro_pots.fitted_run import PotsPredictions, as_dataset, check_fits, model_features
 from pyro_pots.model import PotsVAE
 from pyro_pots.model.guides import LOGITS_GUIDES
 from pyro_pots.model.networks import Encoder, PotDecoders
@@ -112,7 +112,7 @@ class PotsMixture(PotsPredictions, ClusterMixin, DensityMixin, BaseEstimator):
         cfg, describable = resolve_config(self.config, self.model, self.random_state)
         data = as_dataset(X)
         if self.model is not None:
-            as_rows(data.X, self.model)  # its features and its likelihood's support
+            check_fits(data, self.model)
         else:
             data.check_support(cfg.model.likelihood)
         train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
@@ -295,7 +295,7 @@ def resolve_config(
         try:
             cfg = load_config(None, overrides + described)
         except PotsInputError:  # a value outside the config's ranges: not describable
-            described = None
+            pass
         else:
             return cfg, _rebuilds(cfg, model)
     return load_config(None, overrides + needed), False

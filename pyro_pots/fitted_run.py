@@ -40,13 +40,19 @@ def as_rows(X: Any, model: PotsVAE, where: str = "X") -> torch.Tensor:
     :raises PotsInputError: in one line naming ``where``.
     """
     data = as_dataset(X, where)
+    check_fits(data, model)
+    return torch.from_numpy(data.X).to(model.active.device)
+
+
+def check_fits(data: Dataset, model: PotsVAE) -> None:
+    """Raise :class:`PotsInputError` unless ``data`` has ``model``'s number of features
+    and lies in its likelihood's support."""
     dim = model_features(model)
     if data.n_features != dim:
         raise PotsInputError(
-            f"dataset '{where}': {data.n_features} features, the model takes {dim}"
+            f"dataset '{data.name}': {data.n_features} features, the model takes {dim}"
         )
     data.check_support(model.likelihood.kind)
-    return torch.from_numpy(data.X).to(model.active.device)
 
 
 def as_dataset(X: Any, where: str = "X") -> Dataset:
@@ -153,6 +159,8 @@ class FittedRun(PotsPredictions):
     :ivar list stages: the stage manager's decisions (``stages.json``).
     :ivar dict summary: ``summary.json``.
     :ivar path: the run directory (None for a run built in memory).
+    :ivar calibration: the mixture weights and per-pot medians of the training rows
+        (:class:`~pyro_pots.uncertainty.Calibration`), computed on first use.
 
     :meth:`predict` and :meth:`predict_proba` need only the model; :meth:`score_samples`,
     :meth:`score` and :meth:`sample` need the mixture weights of the run's training rows,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.utils import estimator_checks
 
 from pyro_pots import PotsMixture, PotsVAE, cli, fit, load_run, run_dir
 from pyro_pots.config import load_config
@@ -72,6 +73,17 @@ def test_clone_and_params():
     assert est.set_params(random_state=7, progress=True) is est
     assert est.get_params()["random_state"] == 7 and est.progress is True
     assert not hasattr(clone(est), "model_")  # an unfitted copy
+
+
+def test_sklearn_conventions():
+    for check in (
+        estimator_checks.check_parameters_default_constructible,
+        estimator_checks.check_no_attributes_set_in_init,
+        estimator_checks.check_get_params_invariance,
+        estimator_checks.check_set_params,
+    ):
+        check("PotsMixture", PotsMixture())
+    assert PotsMixture().__sklearn_tags__().estimator_type == "clusterer"
 
 
 def test_fit_predict_round_trip(fitted, data):

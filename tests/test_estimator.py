@@ -2,6 +2,7 @@
 
 import csv
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +316,23 @@ def test_a_fitted_estimator_pickles(fitted, data):
     copy = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(copy.predict_proba(data), fitted.predict_proba(data))
     np.testing.assert_array_equal(copy.score_samples(data), fitted.score_samples(data))
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda t: t["vae"].update({"encoder.trunk.weight": torch.zeros(2, 2)}), "size mismatch"),
+        (lambda t: t["manager"].update({"open": [0, 99]}), "does not fit the run's config"),
+        (lambda t: t.pop("manager"), "KeyError"),
+    ],
+)
+def test_load_run_refuses_a_damaged_checkpoint(saved, tmp_path, damage, words):
+    run = tmp_path / "run"
+    shutil.copytree(saved, run)
+    state = torch.load(run / run_dir.CHECKPOINT, weights_only=True)
+    damage(state["trainer"])
+    torch.save(state, run / run_dir.CHECKPOINT)
+    with pytest.raises(PotsInputError) as info:
+        load_run(run)
+    message = str(info.value)
+    assert words in message and "\n" not in message and str(run / run_dir.CHECKPOINT) in message

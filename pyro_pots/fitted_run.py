@@ -58,16 +58,16 @@ def check_fits(data: Dataset, model: PotsVAE) -> None:
 def as_dataset(X: Any, where: str = "X") -> Dataset:
     """``X`` as a checked :class:`~pyro_pots.data.Dataset` named ``where`` (float32, 2-D,
     finite); a torch tensor is detached and moved to the CPU first."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu()
-        if X.is_floating_point() and X.dtype not in (torch.float32, torch.float64):
-            X = X.float()  # half and bfloat16 have no numpy dtype; float32 holds them exactly
-        X = X.numpy()
-    elif not isinstance(X, np.ndarray):
-        try:
+    try:
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu()
+            if X.is_floating_point() and X.dtype not in (torch.float32, torch.float64):
+                X = X.float()  # half and bfloat16 have no numpy dtype; float32 holds them
+            X = X.numpy()
+        elif not isinstance(X, np.ndarray):
             X = np.asarray(X)
-        except (TypeError, ValueError) as error:  # ragged lists
-            raise PotsInputError(f"dataset '{where}': not an array ({first_line(error)})") from None
+    except (TypeError, ValueError, RuntimeError) as error:  # ragged lists, sparse tensors
+        raise PotsInputError(f"dataset '{where}': not an array ({first_line(error)})") from None
     return Dataset(X=X, name=where)
 
 

@@ -131,6 +131,8 @@ def test_input_types_agree(fitted, data):
         (np.full((4, 8), 3.0), "[0, 1]"),
         (np.array([["a"] * 8]), "numeric"),
         (np.zeros((0, 8)), "no data"),
+        ([[0.0] * 8, [0.0]], "not an array"),
+        (torch.zeros(4, 8).to_sparse(), "not an array"),
     ],
 )
 def test_bad_input_is_one_line(fitted, X, words):

@@ -266,7 +266,14 @@ def load_run(run: Path):
     placeholder = torch.zeros(1, dim)
     trainer = new_trainer(cfg, placeholder.expand(max(rows, 1), dim), placeholder[:0])
     load_trainer_state(trainer, state["trainer"], run / run_dir.CHECKPOINT)
-    trainer.finish()  # the final model, as fit() wrote it
+    try:
+        trainer.finish()  # the final model, as fit() wrote it
+        trainer.manager.stage + 1, len(trainer.history)  # noqa: B018 (what summaries read)
+    except Exception as error:  # a crafted state that loaded but cannot be acted on
+        raise PotsInputError(
+            f"checkpoint '{run / run_dir.CHECKPOINT}' does not fit the run's config: "
+            f"{type(error).__name__}: {first_line(error)}"
+        ) from None
     return cfg, trainer
 
 
@@ -312,6 +319,7 @@ def _new_output(path: str, overwrite: bool) -> Path:
     """An output file path that may be written: an existing file only with --overwrite,
     never a directory; checked before any work is done."""
     out = Path(path)
+    _check_file_name(path, "--output")
     try:
         if out.is_dir():
             raise PotsInputError(f"--output '{out}' is a directory; name a file")
@@ -322,6 +330,12 @@ def _new_output(path: str, overwrite: bool) -> Path:
     except OSError as error:  # a name too long, a path through a file
         raise PotsInputError(f"--output '{out}': {error.strerror or error}") from None
     return out
+
+
+def _check_file_name(path: str, option: str) -> None:
+    """Refuse a name no file can have (the OS would raise ValueError, not OSError)."""
+    if "\x00" in path:
+        raise PotsInputError(f"{option} '{path}': a file name cannot hold a NUL byte")
 
 
 def _write_output(out: Path, write) -> None:
@@ -388,6 +402,8 @@ def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
     open_pots = vae.active.nonzero().squeeze(-1).tolist()
     if args.pot is not None and args.pot not in open_pots:
         raise PotsInputError(f"--pot {args.pot} is not an open pot of this run; open: {open_pots}")
+    if args.out:
+        _check_file_name(args.out, "--out")
     out = Path(args.out) if args.out else run / "samples.npz"
     if out.suffix != ".npz":  # np.savez adds it; check and report the file it writes
         out = out.with_name(out.name + ".npz")

@@ -144,14 +144,16 @@ def write_assignments(
 
 def write_json(value: Any, path: Path) -> None:
     """Standard JSON: numpy and torch scalars become numbers, inf and NaN become null."""
-    path.write_text(json.dumps(_plain(value), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(plain(value), indent=2, allow_nan=False) + "\n")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """``value`` with numpy and torch scalars made numbers and inf and NaN made None (what
+    :func:`write_json` writes)."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.generic) or (torch.is_tensor(value) and value.dim() == 0):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):

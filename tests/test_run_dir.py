@@ -242,7 +242,7 @@ def test_data_changed_since_the_fit_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert fit(out, "--data", str(data)) == 0
     labels = tmp_path / "labels.csv"
-    labels.write_text("0,1\n1,0\n")
+    labels.write_text("row,label\n0,1\n1,0\n")
     _npz(data, 60, 1)  # same shape, other values
     for argv in (
         ["evaluate", "--run", str(out)],
@@ -303,7 +303,7 @@ def test_values_too_large_for_a_normal_likelihood_fail_in_one_line(tmp_path, cap
 def test_an_unfinished_run_is_not_read_as_a_finished_one(old_run, tmp_path, capsys):
     (old_run / "summary.json").unlink()  # as an interrupted fit leaves it
     labels = tmp_path / "labels.csv"
-    labels.write_text("0,1\n")
+    labels.write_text("row,label\n0,1\n")
     for argv in (
         ["evaluate", "--run", str(old_run)],
         ["label", "--run", str(old_run), "--labels", str(labels)],
@@ -315,3 +315,126 @@ def test_an_unfinished_run_is_not_read_as_a_finished_one(old_run, tmp_path, caps
     with RunLock(old_run):
         assert main(["evaluate", "--run", str(old_run)]) == 2
         one_line(capsys, "being written by another pyro-pots process")
+
+
+# -- 10. counts bounded before anything is allocated ----------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sample", "--run", "r", "-n", str(10**15)],
+        ["ppc", "--run", "r", "-n", str(10**12)],
+        ["evaluate", "--run", "r", "--samples", str(10**12)],
+        ["sample", "--run", "r", "-n", "9" * 5000],  # past Python's int-digit limit
+        ["sample", "--run", "r", "-n", "1e3"],
+    ],
+)
+def test_huge_counts_are_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    one_line(capsys, "must be an integer in [1, ")
+
+
+# -- 11. outputs the OS refuses --------------------------------------------------------------
+def _locked_out(monkeypatch):
+    """The run directory cannot be written (as a read-only one; tests run as root, who
+    may write anywhere, so the refusal is the OS call's)."""
+    real_open = os.open
+
+    def refusing(path, *args, **kwargs):
+        if str(path).endswith(".pyro-pots.lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "label"])
+def test_an_output_the_os_refuses_is_one_line(old_run, tmp_path, capsys, monkeypatch, command):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("row,label\n0,1\n1,0\n")
+    base = ["--run", str(old_run), *(["--labels", str(labels)] if command == "label" else [])]
+    capsys.readouterr()
+    assert main([command, *base, "--output", str(tmp_path)]) == 2
+    one_line(capsys, "is a directory")
+    if Path("/dev/full").exists():
+        assert main([command, *base, "--output", "/dev/full", "--overwrite"]) == 2
+        one_line(capsys, "No space left on device")
+    from pyro_pots import labels as labels_module
+    from pyro_pots import uncertainty
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(uncertainty, "write_scores_csv", read_only)
+    monkeypatch.setattr(labels_module, "write_predictions_csv", read_only)
+    out = tmp_path / "scores.csv"
+    assert main([command, *base, "--output", str(out)]) == 2
+    one_line(capsys, "Permission denied")
+    assert not out.exists()
+
+
+def test_ppc_and_resume_of_a_run_that_cannot_be_written_are_one_line(old_run, monkeypatch, capsys):
+    _locked_out(monkeypatch)
+    assert main(["ppc", "--run", str(old_run), "-n", "2"]) == 2
+    one_line(capsys, "cannot be written (Permission denied)")
+    argv = ["fit", "--out", str(old_run), "--resume", "--quiet", "--set", "train.max_epochs=4"]
+    assert main(argv) == 2
+    one_line(capsys, "cannot be written (Permission denied)")
+
+
+def test_a_data_file_the_os_refuses_is_one_line(tmp_path, monkeypatch, capsys):
+    from pyro_pots.training import fitting
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "data.csv")
+
+    monkeypatch.setattr(fitting, "load_data", unreadable)
+    assert fit(tmp_path / "run") == 2
+    one_line(capsys, "'data.csv' Permission denied")
+    assert not (tmp_path / "run").exists()
+
+
+# -- 12. checkpoints that do not fit their run -------------------------------------------------
+def _edit_checkpoint(run, edit):
+    path = run / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    edit(state)
+    torch.save(state, path)
+
+
+def _reshape(state):
+    key = next(k for k in state["trainer"]["vae"] if state["trainer"]["vae"][k].dim() == 2)
+    state["trainer"]["vae"][key] = torch.zeros(3, 5)
+
+
+def _moments(state):
+    moments = next(iter(state["trainer"]["optimizer"]["state"].values()))
+    moments["exp_avg"] = torch.zeros(7)
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda s: s.update(format=99), "format 99"),
+        (lambda s: s.update(data_dim=10**12), "data_dim"),
+        (lambda s: s.update(data_dim=9), ("model entry", "is for 9 features")),
+        (_reshape, "model entry"),
+        (_moments, "optimizer entry"),
+        (lambda s: s["trainer"].update(epoch="3"), "epoch '3' is not a count"),
+        (lambda s: s["trainer"].update(history=[{"epoch": 1}]), "history row 0"),
+        (lambda s: s["trainer"].pop("manager"), "no manager"),
+        (lambda s: s["trainer"]["manager"].clear(), "does not fit"),
+    ],
+)
+def test_an_inconsistent_checkpoint_is_one_line_on_resume_and_evaluate(
+    old_run, capsys, edit, needle
+):
+    on_evaluate, on_resume = needle if isinstance(needle, tuple) else (needle, needle)
+    _edit_checkpoint(old_run, edit)
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(old_run)]) == 2
+    assert "\x1b" not in one_line(capsys, on_evaluate)
+    argv = ["fit", "--out", str(old_run), "--resume", "--quiet", "--set", "train.max_epochs=5"]
+    assert main(argv) == 2
+    assert "\x1b" not in one_line(capsys, on_resume)

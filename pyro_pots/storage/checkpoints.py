@@ -6,6 +6,7 @@ tensors of other shapes, values of other types. Each is refused here in one line
 ``--resume`` and ``evaluate`` never fail deep inside torch with a long traceback.
 """
 
+import copy
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -13,9 +14,12 @@ import torch
 
 from pyro_pots import run_dir
 from pyro_pots.errors import PotsInputError, first_line
+from pyro_pots.training import distributed
 
 #: the trainer-state entries every checkpoint has.
 _REQUIRED = ("epoch", "vae", "optimizer", "manager", "history")
+#: what Adam keeps per parameter once it has stepped.
+_ADAM_STATE = ("step", "exp_avg", "exp_avg_sq")
 #: the largest ``data_dim`` a checkpoint may claim (a placeholder row of it is allocated).
 MAX_DATA_DIM = 10**7
 
@@ -41,6 +45,8 @@ def check_header(state: Dict[str, Any], run: Path, version: int) -> int:
             f"'{run / run_dir.CONFIG}' was edited after the checkpoint was written; put it "
             "back, or start a new run (fit --overwrite, or fit --resume-from to grow this one)"
         )
+    if not isinstance(state["trainer"], dict):
+        raise PotsInputError(f"checkpoint '{where}': the trainer state is not a mapping")
     dim = state["data_dim"]
     if not _is_int(dim) or not 1 <= dim <= MAX_DATA_DIM:
         raise PotsInputError(f"checkpoint '{where}': data_dim {_show(dim)} is not a size")
@@ -74,10 +80,27 @@ def load_trainer_state(
     if problem is None:
         try:
             trainer.load_state_dict(state)
+            _probe(trainer)
             return
         except Exception as error:  # any inconsistency torch or the manager finds
-            problem = first_line(error)
+            problem = f"{type(error).__name__}: {first_line(error)}"
     raise PotsInputError(f"checkpoint '{where}' does not fit the run's config: {problem}")
+
+
+def _probe(trainer: Any) -> None:
+    """Let a copy of the loaded trainer judge an epoch and stop, as the run will: a state
+    that loads but cannot be acted on (a pending split without the state it would restore)
+    fails here, not at the end of a long resumed fit. The copy shares no data rows."""
+    if distributed.world_size() > 1:  # a DistributedDataParallel wrapper cannot be copied
+        return
+    rows = trainer.train_x, trainer.heldout_x
+    trainer.train_x = trainer.heldout_x = trainer.train_x[:1]
+    try:
+        probe = copy.deepcopy(trainer)
+    finally:
+        trainer.train_x, trainer.heldout_x = rows
+    probe.manager.would_end_stage(0.0)
+    probe.finish()
 
 
 def _problem(trainer: Any, state: Any, train_rows: Optional[int]) -> Optional[str]:
@@ -97,9 +120,22 @@ def _problem(trainer: Any, state: Any, train_rows: Optional[int]) -> Optional[st
     kick_pot = kick.get("pot") if isinstance(kick, dict) else state.get("kick_pot")
     if kick_pot is not None and not (_is_int(kick_pot) and 0 <= kick_pot < num_pots):
         return f"kick_pot {_show(kick_pot)} is not a pot of {num_pots}"
-    problem = _tensors_problem("model", trainer.vae.state_dict(), state["vae"])
+    manager = state["manager"]
+    kicking = isinstance(manager, dict) and _is_number(manager.get("kick_remaining", 0))
+    if kicking and manager.get("kick_remaining", 0) > 0 and kick_pot is None:
+        return "a kick is under way without the pot it favours"
+    problem = _structure_problem(trainer.state_dict(), state, "the trainer state")
+    if problem is None:
+        problem = _tensors_problem("model", trainer.vae.state_dict(), state["vae"])
     if problem is None:
         problem = _optimizer_problem(trainer, state["optimizer"])
+    for where, snapshot in _snapshots(state, "the trainer state"):  # states to restore later
+        if problem is None:
+            problem = _tensors_problem(
+                f"{where}'s model", trainer.vae.state_dict(), snapshot["vae"]
+            )
+        if problem is None:
+            problem = _optimizer_problem(trainer, snapshot["optimizer"])
     if problem is None:
         problem = _kick_targets_problem(kick_targets(state), num_pots, train_rows)
     generator = state.get("batch_generator")
@@ -107,7 +143,30 @@ def _problem(trainer: Any, state: Any, train_rows: Optional[int]) -> Optional[st
         problem = "batch_generator is not a tensor"
     if problem is None:
         problem = _history_problem(state["history"])
+    if problem is None:
+        problem = _log_problem(state["manager"])
     return problem
+
+
+def _log_problem(manager: Any) -> Optional[str]:
+    """The stage manager keeps plain Python values (its decision log becomes
+    ``stages.json``): a tensor or another object in it is a crafted state."""
+    if not isinstance(manager, dict):
+        return None
+    for key, value in manager.items():
+        if key != "snapshot" and not _is_plain(value):
+            return f"the stage manager's {key!r} holds a value that is not plain data"
+    return None
+
+
+def _is_plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _is_plain(v) for k, v in value.items())
+    return False
 
 
 def kick_targets(state: Any) -> Any:
@@ -119,6 +178,66 @@ def kick_targets(state: Any) -> Any:
     if isinstance(kick, dict):
         return kick.get("targets")
     return state.get("kick_targets")
+
+
+def _snapshots(value: Any, where: str):
+    """Every saved model-and-optimizer snapshot nested in a trainer state (the state a
+    rollback or a rejected split restores), with where it sits."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "vae" and "optimizer" in value and where != "the trainer state":
+                yield where, value
+            elif isinstance(inner, (dict, list)):
+                yield from _snapshots(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _snapshots(inner, f"{where}[{index}]")
+
+
+def _structure_problem(expected: Any, found: Any, where: str) -> Optional[str]:
+    """The first place where ``found`` has another shape of data than ``expected`` (a
+    fresh trainer's own state): a mapping lacking a key, a list that is not one, a count
+    that is text. An entry that is None in ``expected`` (not set yet) may hold anything."""
+    if expected is None:
+        return None
+    if isinstance(expected, torch.Tensor):
+        return None if isinstance(found, torch.Tensor) else f"{where} is not a tensor"
+    if isinstance(expected, dict):
+        if not isinstance(found, dict):
+            return f"{where} is not a mapping"
+        for key, value in expected.items():
+            if key not in found:
+                return f"{where} lacks {key!r}"
+            problem = _structure_problem(value, found[key], f"{where}.{key}")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(found, (list, tuple)):
+            return f"{where} is not a list"
+        kinds = {type(item) for item in expected}
+        if len(kinds) > 1:  # a record, such as an RNG state: entry by entry
+            if len(found) != len(expected):
+                return f"{where} has {len(found)} entries, not {len(expected)}"
+            pairs = list(zip(expected, found))
+        else:  # a list of like values: each like the first expected one
+            pairs = [(expected[0], item) for item in found] if expected else []
+        for index, (value, item) in enumerate(pairs):
+            problem = _structure_problem(value, item, f"{where}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(expected, bool):
+        ok = isinstance(found, bool)
+    elif isinstance(expected, int):
+        ok = _is_int(found)
+    elif isinstance(expected, float):
+        ok = isinstance(found, (int, float)) and not isinstance(found, bool)
+    elif isinstance(expected, str):
+        ok = isinstance(found, str)
+    else:
+        return None
+    return None if ok else f"{where} is {_show(found)}, not a {type(expected).__name__}"
 
 
 def _tensors_problem(what: str, expected: Dict[str, Any], found: Any) -> Optional[str]:
@@ -142,25 +261,37 @@ def _tensors_problem(what: str, expected: Dict[str, Any], found: Any) -> Optiona
 
 def _optimizer_problem(trainer: Any, found: Any) -> Optional[str]:
     """Adam's moments must have their parameters' shapes (torch checks only the counts)."""
-    shapes = [p.shape for p in trainer.vae.parameters()]
+    params = list(trainer.vae.parameters())
+    shapes = [p.shape for p in params]
     if not isinstance(found, dict) or not isinstance(found.get("state"), dict):
         return "the optimizer state is not a mapping with a 'state'"
     groups = found.get("param_groups")
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         return "the optimizer state has no list of param_groups"
-    ids = [i for g in groups for i in (g.get("params") or [])]
-    if sorted(ids) != list(range(len(shapes))):
+    if not all(isinstance(g.get("params"), list) for g in groups):
+        return "an optimizer param_group has no list of params"
+    ids = [i for g in groups for i in g["params"]]
+    if not all(_is_int(i) for i in ids) or sorted(ids) != list(range(len(shapes))):
         return f"the optimizer holds {len(ids)} parameters, the model has {len(shapes)}"
     for index, moments in found["state"].items():
         if not _is_int(index) or not 0 <= index < len(shapes) or not isinstance(moments, dict):
             return f"the optimizer state has a bad entry {_show(index)}"
+        lacking = [name for name in _ADAM_STATE if moments and name not in moments]
+        if lacking:
+            return f"optimizer entry {index} lacks {', '.join(lacking)}"
         for name, value in moments.items():
+            # the fused kernel writes a parameter's worth into each moment: a smaller
+            # tensor is a memory corruption, not an error message
+            param = params[index]
             if not isinstance(value, torch.Tensor):
                 return f"optimizer entry {index}.{name} is not a tensor"
-            if value.dim() > 0 and value.shape != shapes[index]:
+            if name == "step":
+                if value.dim() != 0 or not value.is_floating_point():
+                    return f"optimizer entry {index}.step is not a count"
+            elif value.shape != param.shape or value.dtype != param.dtype:
                 return (
-                    f"optimizer entry {index}.{name} is {tuple(value.shape)}, its parameter "
-                    f"is {tuple(shapes[index])}"
+                    f"optimizer entry {index}.{name} is {value.dtype} {tuple(value.shape)}, its "
+                    f"parameter is {param.dtype} {tuple(param.shape)}"
                 )
     return None
 
@@ -188,7 +319,23 @@ def _history_problem(found: Any) -> Optional[str]:
             return f"history row {number} lacks {', '.join(missing[:3])}"
         if not isinstance(row["usage"], dict) or not isinstance(row["open"], (list, tuple)):
             return f"history row {number} has a bad 'usage' or 'open'"
+        numbers = [row[key] for key in _HISTORY_NUMBERS] + list(row["usage"].values())
+        if not all(_is_number(value) for value in numbers) or not all(
+            _is_int(key) for key in [*row["usage"], *row["open"]]
+        ):
+            return f"history row {number} holds a value that is not a number"
+        if row["train_loss"] is not None and not _is_number(row["train_loss"]):
+            return f"history row {number} has a train_loss that is not a number"
     return None
+
+
+#: the history columns that are numbers (train_loss may also be None: not computed).
+_HISTORY_NUMBERS = ("epoch", "stage", "n_open", "heldout_loss", "lam", "temperature", "lr")
+_HISTORY_NUMBERS += ("mean_max_resp", "bad_steps")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_int(value: Any) -> bool:

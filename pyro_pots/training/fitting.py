@@ -278,7 +278,8 @@ def _fit(
         trainer.grow_from(grown["trainer"])
     state["epoch"] = trainer.epoch
 
-    start = time.perf_counter() - (checkpoint.get("time_s", 0.0) if checkpoint else 0.0)
+    spent = checkpoint.get("time_s") if checkpoint else None
+    start = time.perf_counter() - (spent if _finite(spent) else 0.0)  # the clock goes on
 
     def save() -> None:
         if main:

@@ -438,3 +438,14 @@ def test_an_inconsistent_checkpoint_is_one_line_on_resume_and_evaluate(
     argv = ["fit", "--out", str(old_run), "--resume", "--quiet", "--set", "train.max_epochs=5"]
     assert main(argv) == 2
     assert "\x1b" not in one_line(capsys, on_resume)
+
+
+def test_a_new_run_never_takes_its_data_from_the_run_it_replaces(old_run, capsys):
+    data = old_run / "data.npy"  # as PotsMixture.save writes the run's rows
+    np.save(data, np.random.default_rng(0).random((60, 8)).astype(np.float32))
+    before = tree(old_run)
+    assert fit(old_run, "--overwrite", "--data", str(data)) == 2
+    one_line(capsys, "is inside the run directory")
+    assert tree(old_run) == before
+    assert fit(old_run, "--overwrite") == 0  # data.npy is a run's own file: replaced
+    assert not data.exists()

@@ -17,7 +17,8 @@ from pyro_pots.errors import PotsInputError
 from pyro_pots.storage.lock import LOCK_FILE
 
 #: the files pyro-pots writes at the top of a run directory (ppc.json by ``ppc``,
-#: samples.npz by ``sample`` without ``--out``).
+#: samples.npz by ``sample`` without ``--out``, data.npy by ``PotsMixture.save``: the
+#: fitted rows, the run's data).
 OWN_FILES = frozenset(
     {
         run_dir.CONFIG,
@@ -32,6 +33,7 @@ OWN_FILES = frozenset(
         LOCK_FILE,
         "ppc.json",
         "samples.npz",
+        "data.npy",
     }
 )
 #: the header :func:`~pyro_pots.config.save_config` writes (marks runs older than run.json).

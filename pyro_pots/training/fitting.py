@@ -262,6 +262,7 @@ def _fit(
     work = out
     if not resume:  # rank 0 writes; its error, if any, is raised on every rank
         cfg = replace(cfg, data=replace(cfg.data, spec=fingerprint.resolved_spec(cfg.data.spec)))
+        _check_data_outside(cfg.data.spec, out)
 
         def prepare() -> Path:
             folder = staging.open()
@@ -412,6 +413,18 @@ class _NonFiniteGuard:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_data_outside(spec: str, out: Path) -> None:
+    """A new run never takes its data from inside ``out``: replacing the old run there
+    would remove the file the new run names (``PotsMixture.save`` writes ``data.npy``)."""
+    if fingerprint.is_builtin(spec):
+        return
+    if Path(os.path.realpath(out)) in Path(spec).parents:
+        raise PotsInputError(
+            f"the data '{spec}' is inside the run directory '{out}' that this fit would "
+            "replace; copy it elsewhere first, or choose another --out"
+        )
 
 
 def _check_grow_paths(run: Path, out: Path) -> None:

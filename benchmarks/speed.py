@@ -33,7 +33,7 @@ import torch
 from pyro.infer import JitTrace_ELBO, Trace_ELBO
 
 from pyro_pots import PotsVAE, handlers, pots_mask
-from pyro_pots.training.trainer import adam
+from pyro_pots.training.parts import adam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from twin import twin_loss  # noqa: E402

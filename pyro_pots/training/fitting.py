@@ -27,7 +27,8 @@ from pyro_pots.model import PotsVAE
 from pyro_pots.storage import RunStaging, fingerprint
 from pyro_pots.storage.checkpoints import check_header, load_trainer_state
 from pyro_pots.training import distributed
-from pyro_pots.training.trainer import CurriculumTrainer, resolve_device
+from pyro_pots.training.parts import resolve_device
+from pyro_pots.training.trainer import CurriculumTrainer
 
 #: version of the checkpoint layout; a checkpoint of another version is refused.
 CHECKPOINT_FORMAT = 1

@@ -30,69 +30,12 @@ from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError, TrainingFailed
 from pyro_pots.model import PotsVAE
 from pyro_pots.training import distributed, stage_scores
+from pyro_pots.training.parts import ElboMethod, adam, build_manager, resolve_device
 from pyro_pots.training.scoring import PotScores
 from pyro_pots.training.svi_fit import lambda_schedule
 
 #: rollbacks in a row, with no finite step between them, after which training gives up.
 MAX_FRUITLESS_ROLLBACKS = 3
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is ``cuda`` when a GPU is present, else ``cpu``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise PotsInputError(
-                f"config key 'train.device': {name} asked for, but this machine has "
-                f"{count} CUDA device(s); use cpu or auto"
-            )
-    return device
-
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """The trainer's optimizer: Adam, fused into one kernel per step. Each pot is a row of
-    stacked tensors, so Adam also updates the closed pots' zero-gradient rows; unfused,
-    that made K_max = 64 cost 2.3 times K_max = 4 per step (docs/benchmarks.md)."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
-
-
-def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
-    """The stage manager ``cfg`` describes; the kick's steps become whole epochs."""
-    c = cfg.curriculum
-    return StageManager(
-        num_pots=cfg.model.num_pots,
-        start_pots=c.start_pots,
-        min_stage_epochs=c.min_stage_epochs,
-        patience=c.patience,
-        rel_tol=c.rel_tol,
-        smoothing=c.smoothing,
-        min_usage=c.min_usage,
-        kick_epochs=math.ceil(c.kick_steps / steps_per_epoch),
-        parent_rule=c.parent_rule,
-        normality_critical=c.normality_critical,
-        heldout_stop=c.heldout_stop,
-        min_gain=c.min_gain,
-        max_fades=c.max_fades,
-        min_agreement=c.min_agreement,
-        evidence_z=c.evidence_z,
-        proposals=len(parse_proposals(c.split_proposals)),
-    )
-
-
-class _Method(torch.nn.Module):
-    """A module's method as a module of its own: Pyro's ``ELBO.__call__(model, guide)``
-    takes the model and guide as modules, whose parameters (here the shared
-    :class:`PotsVAE`'s, counted once) become the ELBO module's."""
-
-    def __init__(self, owner: torch.nn.Module, name: str) -> None:
-        super().__init__()
-        self.owner, self.name = owner, name
-
-    def forward(self, *args, **kwargs):
-        return getattr(self.owner, self.name)(*args, **kwargs)
 
 
 class CurriculumTrainer:
@@ -134,7 +77,7 @@ class CurriculumTrainer:
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._elbos: Dict[Any, Any] = {}
         # under torchrun: DistributedDataParallel over Pyro's ELBO module
-        elbo_module = Trace_ELBO()(_Method(self.vae, "model"), _Method(self.vae, "guide"))
+        elbo_module = Trace_ELBO()(ElboMethod(self.vae, "model"), ElboMethod(self.vae, "guide"))
         self._ddp = distributed.wrap(elbo_module, self.device)
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []

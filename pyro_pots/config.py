@@ -393,10 +393,12 @@ class CurriculumConfig(_Section):
 
     section: ClassVar[str] = "curriculum"
 
-    start_pots: int = _key(_integer(1), 1, "pots open at the start (<= model.num_pots)")
-    min_stage_epochs: int = _key(_integer(1), 10, "fewest epochs of a stage (after the kick)")
+    start_pots: int = _key(_integer(1, _MAX_POTS), 1, "pots open at the start (<= model.num_pots)")
+    min_stage_epochs: int = _key(
+        _integer(1, _MAX_EPOCHS), 10, "fewest epochs of a stage (after the kick)"
+    )
     patience: int = _key(
-        _integer(1), 5, "epochs without progress of the smoothed loss that end a stage"
+        _integer(1, _MAX_EPOCHS), 5, "epochs without progress of the smoothed loss that end a stage"
     )
     rel_tol: float = _key(
         _number(0), 2e-3, "relative improvement of the smoothed loss that counts as progress"
@@ -420,7 +422,9 @@ class CurriculumConfig(_Section):
         "(greedy; off by default: on digits and on synthetic data it stops too early)",
     )
     max_fades: int = _key(
-        _integer(1), 3, "splits in a row that may fade or drift before the curriculum stops"
+        _integer(1, _MAX_POTS),
+        3,
+        "parents in a row whose every split proposal faded or drifted before the curriculum stops",
     )
     min_agreement: float = _key(
         _number(0, 1),
@@ -448,7 +452,7 @@ class CurriculumConfig(_Section):
         _number(0, 1, high_open=True), 0.02, "usage below which a pot counts as unused"
     )
     kick_steps: int = _key(
-        _integer(0),
+        _integer(0, _MAX_EPOCHS),
         600,
         "SVI steps of the kick after a pot opens, rounded up to whole epochs (0: none)",
     )

@@ -568,7 +568,6 @@ def test_long_names_and_overrides_are_cut_in_messages(tmp_path):
         ("curriculum.kick_steps=1000001", "[0, 1000000]"),
         ("curriculum.min_stage_epochs=1000001", "[1, 1000000]"),
         ("curriculum.patience=1000001", "[1, 1000000]"),
-        ("curriculum.start_pots=1025", "[1, 1024]"),
         ("curriculum.max_fades=1025", "[1, 1024]"),
         ("train.batch_size=2147483648", "[1, 2147483647]"),
     ],

@@ -349,9 +349,7 @@ def _interrupted(signals: Dict[str, Any], when: str, out: Path) -> FitInterrupte
 
 def new_trainer(cfg: Config, train_x: torch.Tensor, heldout_x: torch.Tensor) -> CurriculumTrainer:
     """The trainer ``cfg`` describes on these rows."""
-    if hasattr(CurriculumTrainer, "from_config"):
-        return CurriculumTrainer.from_config(cfg, train_x, heldout_x)
-    return CurriculumTrainer(cfg, train_x, heldout_x)  # the trainer before from_config
+    return CurriculumTrainer.from_config(cfg, train_x, heldout_x)
 
 
 def _steps_per_epoch(cfg: Config, rows: int) -> int:
@@ -360,47 +358,25 @@ def _steps_per_epoch(cfg: Config, rows: int) -> int:
 
 class _NonFiniteGuard:
     """
-    A fit that cannot train must not report success. An epoch in which every step had a
-    non-finite loss or gradient computed no loss: its ``train_loss`` becomes NaN (written
-    as null), never 0.0. When ``patience`` such steps in a row (across epochs) find
-    nothing good since the last rollback, or since the start, the fit ends with
-    :class:`TrainingFailed`.
-
-    The trainer's own guard (a rollback after ``patience`` bad steps in a row) does this
-    when its count runs across epochs; this one also catches a trainer whose count starts
-    afresh each epoch, where an epoch shorter than ``patience`` never rolls back.
+    A fit that cannot train must not report success. The trainer counts non-finite steps
+    across epochs, rolls back, and raises :class:`TrainingFailed` when rollbacks find
+    nothing good; an epoch in which no step was finite reports no loss (None). This guard
+    makes sure of the rest: a loss reported as 0.0 by a trainer that divides by
+    ``max(rows, 1)`` becomes NaN (written as null), and a run in which no epoch computed
+    a loss (a budget shorter than the trainer's patience) ends in :class:`TrainingFailed`
+    rather than in a summary.
     """
 
     def __init__(self, patience: int, steps_per_epoch: int) -> None:
         self.patience = patience
         self.steps_per_epoch = steps_per_epoch
-        self.bad_in_a_row = 0
-        self.trained = False  # a finite step since the start
-        self.rolled_back = False  # a rollback since the last finite step
 
     def observe(self, row: Dict[str, Any]) -> None:
         """Read one epoch's history row (and mend its loss if none was computed)."""
         bad = int(row.get("bad_steps") or 0)
         loss = row.get("train_loss")
-        # a trainer that divides by max(rows, 1) reports 0.0 when no step was finite
-        no_loss = loss is None or (bad > 0 and loss == 0.0) or not math.isfinite(loss)
-        if no_loss:
+        if loss is not None and bad > 0 and (loss == 0.0 or not math.isfinite(loss)):
             row["train_loss"] = float("nan")
-        if row.get("rolled_back"):
-            self.rolled_back = True
-            self.bad_in_a_row = 0
-        elif no_loss or bad >= self.steps_per_epoch:
-            self.bad_in_a_row += bad
-        else:
-            self.bad_in_a_row = 0
-            self.trained, self.rolled_back = True, False
-        if self.bad_in_a_row >= self.patience and (self.rolled_back or not self.trained):
-            raise TrainingFailed(
-                f"training cannot proceed: {self.bad_in_a_row} steps in a row had a "
-                f"non-finite loss or gradient, up to epoch {row['epoch']}"
-                f"{' after a rollback' if self.rolled_back else ''} (for likelihood=normal, "
-                "standardise features of very large magnitude)"
-            )
 
     def check_trained(self, history: List[Dict[str, Any]]) -> None:
         """At the end: a run in which no epoch computed a loss did not train."""

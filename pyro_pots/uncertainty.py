@@ -13,7 +13,7 @@ encoder's routing) :func:`row_scores` gives:
     :math:`\log|A|` = no preference).
 ``neg_elbo``
     an upper bound on :math:`-\log p(x)` under the discrete mixture the model defines
-    (:mod:`pyro_pots.training.scoring`: pot :math:`c` with weight :math:`\pi_c`, the
+    (:mod:`pyro_pots.model.scoring`: pot :math:`c` with weight :math:`\pi_c`, the
     training rows' mean responsibility, then the pot's own VAE :math:`p_c`). With
     ``num_samples=None`` it is the mixture ELBO with :math:`q(c\mid x) = r(x)`, the
     quantity the curriculum judges stages by (``heldout_loss``):
@@ -82,8 +82,8 @@ import torch
 from pyro import poutine
 
 from pyro_pots.model.pots_vae import PotsVAE
+from pyro_pots.model.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
 from pyro_pots.sites import DATA_PLATE, OBS, Z
-from pyro_pots.training.scoring import PotScores, mixture_loss, mixture_weights, pot_scores
 
 #: columns of :func:`row_scores`, in the order the CSV writes them.
 COLUMNS = ("pot", "max_resp", "entropy", "neg_elbo", "ood_score", "max_posterior")

@@ -217,6 +217,32 @@ def load_run(path: Union[str, Path]) -> FittedRun:
         that is unreadable or does not fit the config.
     """
     run = Path(path)
+    cfg, model, history = _read_model(run)
+    return FittedRun(
+        config=cfg,
+        model=model,
+        history=history,
+        stages=_read_json(run / run_dir.STAGES, list),
+        summary=_read_json(run / run_dir.SUMMARY, dict),
+        path=run,
+    )
+
+
+def load_model(path: Union[str, Path]) -> Tuple[Config, PotsVAE]:
+    """The config and final model of a finished run, as :func:`load_run` reads them, for a
+    tool that needs nothing else of the run (the posterior predictive check): only
+    ``config.yaml``, ``checkpoint.pt`` and the ``summary.json`` that marks it finished are
+    read.
+
+    :param path: the run directory.
+    :returns: ``(config, model)``, the model in eval mode on the CPU.
+    :raises PotsInputError: as :func:`load_run`.
+    """
+    cfg, model, _ = _read_model(Path(path))
+    return cfg, model
+
+
+def _read_model(run: Path) -> Tuple[Config, PotsVAE, List[Dict[str, Any]]]:
     _check_finished(run)
     cfg = load_config(run / run_dir.CONFIG)
     state = run_dir.load_checkpoint(run)
@@ -232,14 +258,7 @@ def load_run(path: Union[str, Path]) -> FittedRun:
             f"checkpoint '{where}' does not fit the run's config: "
             f"{type(error).__name__}: {first_line(error)}"
         ) from None
-    return FittedRun(
-        config=cfg,
-        model=model.eval(),
-        history=history,
-        stages=_read_json(run / run_dir.STAGES, list),
-        summary=_read_json(run / run_dir.SUMMARY, dict),
-        path=run,
-    )
+    return cfg, model.eval(), history
 
 
 def _check_finished(run: Path) -> None:

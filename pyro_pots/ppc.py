@@ -51,6 +51,7 @@ from pyro.util import get_rng_state, set_rng_state
 from pyro_pots import run_dir
 from pyro_pots.distributions import pots_mask
 from pyro_pots.errors import PotsInputError
+from pyro_pots.fitted_run import load_model, model_features
 from pyro_pots.model import PotsVAE
 from pyro_pots.sites import LOGITS, OBS, RESPONSIBILITIES, ROUTE, Z
 
@@ -520,24 +521,22 @@ def check_run(
     :raises PotsInputError: a missing or unreadable run, bad data, data with another number
         of features, ``num_samples < 1``, or a foreign ``ppc.json``.
     """
-    from pyro_pots.cli import load_run  # the CLI owns reading a run; it imports this module
     from pyro_pots.data import load_data
     from pyro_pots.ppc_plots import plot_replicates, plot_statistics
 
     if num_samples < 1:
         raise PotsInputError(f"num_samples must be >= 1, got {num_samples}")
     run = Path(run)
-    cfg, trainer = load_run(run)
-    vae = trainer.vae
+    cfg, vae = load_model(run)  # the final model on the CPU, no trainer built
     spec = data or cfg.data.spec
     dataset = load_data(spec, cfg.model.likelihood)
-    n_features = vae.decoders.output_layer.weight.shape[-1]
+    n_features = model_features(vae)
     if dataset.n_features != n_features:
         raise PotsInputError(
             f"data has {dataset.n_features} features, the run's model takes {n_features}"
         )
     json_path = _claim_ppc_json(run)
-    x = torch.from_numpy(dataset.X).to(trainer.device)
+    x = torch.from_numpy(dataset.X).to(vae.active.device)
     result = check(vae, x, num_samples=num_samples, seed=seed)
 
     plots_dir = run / run_dir.PLOTS

@@ -8,7 +8,7 @@ and the graph of all modules has no cycle, within a layer either.
 ==  =================================================================  ==========================
 #   modules                                                            why there
 ==  =================================================================  ==========================
-0   ``errors``, ``sites``, ``metrics``                                  import no pyro_pots module;
+0   ``errors``, ``sites``, ``metrics``                                 import no pyro_pots module;
                                                                        used from every layer
 1   ``distributions``                                                  Pyro distributions
 2   ``handlers``                                                       poutine messengers
@@ -16,7 +16,7 @@ and the graph of all modules has no cycle, within a layer either.
 4   ``curriculum``, ``data``, ``config``                               what training is given
 5   ``training`` (but ``training.fitting``)                            SVI and the trainer
 6   "runs": ``run_dir``, ``storage``, ``training.fitting``,            a fit written to, or read
-    ``fitted_run``, ``estimator``, ``uncertainty``, ``labels``,         from, a run; its reports
+    ``fitted_run``, ``estimator``, ``uncertainty``, ``labels``,        from, a run; its reports
     ``plots``, ``ppc``, ``ppc_plots``
 7   ``cli``                                                            the command line
 8   ``pyro_pots`` (the package's ``__init__``), ``__main__``           the public surface

@@ -433,9 +433,9 @@ def ppc_command(args: argparse.Namespace) -> Dict[str, Any]:
     from pyro_pots.ppc import PPC_JSON, check_run
 
     run = Path(args.run)
+    cfg, _ = load_run(run)  # a finished run whose checkpoint fits its config
     data = args.data
     if data is None:  # the run's own data, checked against its fingerprint
-        cfg, _ = load_run(run)
         run_data(run, cfg)
         data = cfg.data.spec
     with RunLock(run):  # ppc writes into the run: never while a fit writes it

@@ -449,3 +449,10 @@ def test_a_new_run_never_takes_its_data_from_the_run_it_replaces(old_run, capsys
     assert tree(old_run) == before
     assert fit(old_run, "--overwrite") == 0  # data.npy is a run's own file: replaced
     assert not data.exists()
+
+
+def test_ppc_on_other_data_still_refuses_an_unfinished_run(old_run, capsys):
+    (old_run / "summary.json").unlink()
+    argv = ["ppc", "--run", str(old_run), "-n", "2", "--data", "synthetic:k=2,d=8,n=40"]
+    assert main(argv) == 2
+    one_line(capsys, "--resume")

@@ -34,7 +34,14 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
 from pyro_pots import plots, run_dir, uncertainty
-from pyro_pots.config import Config, config_to_dict, load_config, model_kwargs, save_config
+from pyro_pots.config import (
+    Config,
+    config_to_dict,
+    load_config,
+    model_kwargs,
+    resolve_likelihood,
+    save_config,
+)
 from pyro_pots.errors import PotsInputError, first_line
 from pyro_pots.fitted_run import PotsPredictions, as_dataset, check_fits, model_features
 from pyro_pots.model import PotsVAE
@@ -102,7 +109,8 @@ class PotsMixture(PotsPredictions, ClusterMixin, DensityMixin, BaseEstimator):
         """Grow the model on ``X`` by the curriculum.
 
         :param X: ``(N, D)`` rows: numpy, torch or array-like, float32 or float64 (cast to
-            float32), finite; in ``[0, 1]`` for the Bernoulli likelihoods.
+            float32), finite; in ``[0, 1]`` for the Bernoulli likelihoods (with
+            ``model.likelihood: auto``, Bernoulli is chosen only for such data).
         :param y: ignored.
         :returns: self.
         :raises PotsInputError: bad config or data, in one line.
@@ -113,7 +121,8 @@ class PotsMixture(PotsPredictions, ClusterMixin, DensityMixin, BaseEstimator):
         data = as_dataset(X)
         if self.model is not None:
             check_fits(data, self.model)
-        else:
+        else:  # model.likelihood: auto is named by the data before the model is built
+            cfg = resolve_likelihood(cfg, data)
             data.check_support(cfg.model.likelihood)
         train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
         start = time.perf_counter()

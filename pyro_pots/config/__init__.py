@@ -15,6 +15,7 @@ and its use::
 
     cfg = load_config("run.yaml", overrides=["train.lr=3e-4", "routing.mode=softmax"])
     dataset = load_data(cfg.data.spec, cfg.model.likelihood)
+    cfg = resolve_likelihood(cfg, dataset)  # model.likelihood: auto -> bernoulli or normal
     vae = PotsVAE(dataset.X.shape[1], **model_kwargs(cfg))
 
 Defaults have one source. A key that is an argument of a model-side callable takes that
@@ -57,7 +58,7 @@ defaults in force).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ from pyro_pots.config.yaml_io import (
     dump_yaml,
     read_yaml,
 )
+from pyro_pots.data.dataset import AUTO_LIKELIHOOD, Dataset
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model.priors import LogitMoGPrior
 
@@ -100,6 +102,7 @@ __all__ = [
     "default_config",
     "load_config",
     "model_kwargs",
+    "resolve_likelihood",
     "save_config",
 ]
 
@@ -171,11 +174,18 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     ``PotsVAE(data_dim, **model_kwargs(cfg))``.
 
     :param cfg: a configuration.
+    :raises PotsInputError: ``model.likelihood`` is ``auto``: resolve it against the data
+        first (:func:`resolve_likelihood`); a model takes a likelihood's name.
     :returns: the ``model`` section's keys, plus ``logit_prior`` (a
         :class:`LogitMoGPrior` with ``prior.M`` and ``prior.sigma`` when ``prior.kind`` is
         ``logit_mog``, else the prior's name), ``logits_guide``, ``routing`` and
         ``temperature``.
     """
+    if cfg.model.likelihood == AUTO_LIKELIHOOD:
+        raise PotsInputError(
+            "config key 'model.likelihood': 'auto' is resolved against the data before a "
+            "model is built (pyro_pots.config.resolve_likelihood)"
+        )
     prior = cfg.prior
     logit_prior: str | LogitMoGPrior = prior.kind
     if prior.kind == "logit_mog":
@@ -187,6 +197,23 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
         "logit_prior": logit_prior,
         "logits_guide": prior.logits_guide,
     }
+
+
+def resolve_likelihood(cfg: Config, data: Dataset) -> Config:
+    """``cfg`` with ``model.likelihood: auto`` replaced by the likelihood the data calls
+    for: ``bernoulli`` when every value of ``data`` lies in [0, 1], ``normal`` otherwise
+    (:meth:`~pyro_pots.data.Dataset.auto_likelihood`). Call it where the data is loaded
+    against the config, before the config is saved or a model built, so that a run's
+    ``config.yaml`` names the likelihood it was fitted with.
+
+    :param cfg: a configuration.
+    :param data: the data the configuration is fitted to (all of it, not one split, so
+        that held-out rows are in the chosen likelihood's support too).
+    :returns: ``cfg`` itself when its likelihood is named, else a resolved copy.
+    """
+    if cfg.model.likelihood != AUTO_LIKELIHOOD:
+        return cfg
+    return replace(cfg, model=replace(cfg.model, likelihood=data.auto_likelihood()))
 
 
 if __doc__ is not None:  # None under python -OO

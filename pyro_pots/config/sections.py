@@ -36,6 +36,7 @@ from pyro_pots.config.rules import (
 from pyro_pots.curriculum.normality import CRITICAL_1E4
 from pyro_pots.curriculum.split import NEW_POT_INITS
 from pyro_pots.curriculum.stage_manager import PARENT_RULES
+from pyro_pots.data.dataset import AUTO_LIKELIHOOD
 from pyro_pots.distributions import ROUTING_MODES
 from pyro_pots.errors import PotsInputError
 from pyro_pots.handlers import KickMessenger
@@ -94,9 +95,11 @@ class ModelConfig(Section):
         "width of each pot's decoder",
     )
     likelihood: str = key(
-        choice(LIKELIHOODS),
+        choice(LIKELIHOODS + (AUTO_LIKELIHOOD,)),
         from_signature(PotsVAE.__init__, "likelihood"),
-        "p(x | decoder output); the bernoulli ones need data in [0, 1]",
+        "p(x | decoder output); the bernoulli ones need data in [0, 1]; ``auto``: "
+        "``bernoulli`` when every value is in [0, 1], else ``normal``, resolved when the "
+        "data is loaded and recorded in the run's config",
     )
     responsibility_kl: bool = key(
         flag(),

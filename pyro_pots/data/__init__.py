@@ -16,12 +16,13 @@ Declared sizes are checked before anything of that size is allocated (see
 """
 
 from pyro_pots.data.builtin import load_digits, make_synthetic
-from pyro_pots.data.dataset import LIKELIHOODS, Dataset
+from pyro_pots.data.dataset import AUTO_LIKELIHOOD, LIKELIHOODS, Dataset
 from pyro_pots.data.files import SUPPORTED_FORMATS, read_file
 from pyro_pots.data.limits import MAX_ABS_LABEL, MAX_VALUES
 from pyro_pots.data.spec import SYNTHETIC_SPEC_KEYS, load_data
 
 __all__ = [
+    "AUTO_LIKELIHOOD",
     "LIKELIHOODS",
     "MAX_ABS_LABEL",
     "MAX_VALUES",

@@ -13,6 +13,10 @@ from pyro_pots.model.likelihoods import LIKELIHOODS
 #: The likelihoods whose support is [0, 1].
 _UNIT_INTERVAL_LIKELIHOODS = frozenset({"bernoulli", "continuous_bernoulli"})
 
+#: The config's name for "pick by the data" (:meth:`Dataset.auto_likelihood`); a config-level
+#: choice, resolved before a model is built (:class:`~pyro_pots.model.PotsVAE` takes names).
+AUTO_LIKELIHOOD = "auto"
+
 
 def as_feature_matrix(array: object, where: str) -> np.ndarray:
     """Check that ``array`` is a non-empty, finite, numeric (N, D) array and cast it.
@@ -203,17 +207,31 @@ class Dataset:
             image_shape=self.image_shape,
         )
 
+    def in_unit_interval(self) -> bool:
+        """Whether every value lies in [0, 1], the support of the bernoulli likelihoods."""
+        return bool(np.all((self.X >= 0.0) & (self.X <= 1.0)))
+
+    def auto_likelihood(self) -> str:
+        """What ``likelihood: auto`` means for this data: ``bernoulli`` when every value
+        lies in [0, 1] (images scaled to [0, 1], binary data), ``normal`` otherwise
+        (standardised or raw measurements, which the bernoulli likelihoods cannot score).
+        """
+        return "bernoulli" if self.in_unit_interval() else "normal"
+
     def check_support(self, likelihood: str) -> None:
         """Check that the data lie in the support of an observation likelihood.
 
-        :param likelihood: one of :data:`LIKELIHOODS`.
+        :param likelihood: one of :data:`LIKELIHOODS`, or ``auto`` (every finite data set
+            has one that fits: nothing to check).
         :raises PotsInputError: for an unknown likelihood, or values outside [0, 1] for the
             bernoulli likelihoods.
         """
+        if likelihood == AUTO_LIKELIHOOD:
+            return
         if likelihood not in LIKELIHOODS:
             raise PotsInputError(
                 f"dataset '{self.name}': unknown likelihood {likelihood!r}; "
-                f"allowed: {', '.join(LIKELIHOODS)}"
+                f"allowed: {', '.join(LIKELIHOODS)}, {AUTO_LIKELIHOOD}"
             )
         if likelihood not in _UNIT_INTERVAL_LIKELIHOODS:
             return

@@ -47,7 +47,9 @@ def load_data(spec: str, likelihood: str | None = None) -> Dataset:
 
     :param spec: ``digits``, ``synthetic[:key=value,...]`` (keys: see
         :data:`SYNTHETIC_SPEC_KEYS`) or a path to a data file (see :func:`read_file`).
-    :param likelihood: if given, a likelihood name checked with :meth:`Dataset.check_support`.
+    :param likelihood: if given, a likelihood name checked with :meth:`Dataset.check_support`
+        (``auto`` checks nothing: resolve it with the dataset,
+        :func:`pyro_pots.config.resolve_likelihood`).
     :returns: the dataset.
     :raises PotsInputError: on a malformed spec, unreadable file or unsupported values.
     """

@@ -30,8 +30,9 @@ from pyro_pots.training import distributed
 from pyro_pots.training.parts import resolve_device
 from pyro_pots.training.trainer import CurriculumTrainer
 
-#: version of the checkpoint layout; a checkpoint of another version is refused.
-CHECKPOINT_FORMAT = 1
+#: version of the checkpoint layout; a checkpoint of another version is refused. 2: the kick
+#: and the pre-split state are the trainer's (2026-11-27; 1 kept them in the stage manager).
+CHECKPOINT_FORMAT = 2
 
 
 #: the signals a fit stops on at the end of an epoch: Ctrl-C, and what job schedulers send.

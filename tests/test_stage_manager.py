@@ -291,6 +291,35 @@ def test_state_round_trip_resumes_exactly():
     assert fresh.state_dict() == straight.state_dict()
 
 
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"open": []}, "non-empty list"),
+        ({"open": [0, 0]}, "distinct"),
+        ({"open": [0, 4]}, "outside 0..3"),
+        ({"open": [0, True]}, "outside 0..3"),
+        ({"kick_remaining": -1}, "count"),
+        ({"pending": {"pot": 1}}, "exactly"),
+        (
+            {"pending": {"pot": 3, "parent": 0, "attempt": 0, "previous_best": 1.0, "scores": {}}},
+            "open",
+        ),
+        (
+            {"pending": {"pot": 1, "parent": 0, "attempt": 1, "previous_best": 1.0, "scores": {}}},
+            "proposal",
+        ),
+    ],
+)
+def test_a_state_that_no_manager_could_reach_is_refused(change, problem):
+    m = manager()
+    feed(m, [10, 9, 8, 8, 8])  # an unlock: pots 0 and 1 open, a split of 0 pending
+    state = {**m.state_dict(), **change}
+    fresh = manager()
+    with pytest.raises(ValueError, match=problem):
+        fresh.load_state_dict(state)
+    assert fresh.open == [0]  # nothing was loaded
+
+
 def test_bad_settings_and_inputs():
     with pytest.raises(ValueError, match="start_pots"):
         manager(num_pots=2, start_pots=3)

@@ -444,7 +444,9 @@ class CurriculumTrainer:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output."""
+        """Restore :meth:`state_dict`'s output (a pending split needs its pre-split state)."""
+        if state["manager"]["pending"] is not None and state["pre_split"] is None:
+            raise ValueError("a split is pending but the state before it is missing")
         self.epoch = state["epoch"]
         self.manager.load_state_dict(state["manager"])
         self.vae.open_pots(self.manager.open)

@@ -262,16 +262,14 @@ class CurriculumTrainer:
         def compute():
             kept.update(self.train_scores())
             scores = kept["scores"]
-            return (
-                kept["misfit"],
-                stage_scores.normality(scores, self.train_x, seed),
-                (self.split_agreement(scores)),
-            )
+            normality = stage_scores.normality(scores, self.train_x, seed)
+            return kept["misfit"], normality, self.split_agreement(scores)
 
         misfit, normality, agreement = distributed.from_main(compute)
+        baseline = self.pre_split["heldout_rows"] if self.pre_split is not None else None
         evidence = None
-        if self.manager.pending is not None and self.pre_split is not None:
-            evidence = stage_scores.paired_gain(self.pre_split["heldout_rows"], heldout_rows)
+        if self.manager.pending is not None and baseline is not None:
+            evidence = stage_scores.paired_gain(baseline, heldout_rows)
         return {
             "misfit": misfit,
             "normality": normality,

@@ -20,8 +20,7 @@ from typing import Dict, List
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
 
-from pyro_pots import fit
-from pyro_pots.cli import load_run
+from pyro_pots import fit, load_run
 from pyro_pots.config import load_config
 from pyro_pots.data import load_data
 from pyro_pots.labels import UNKNOWN, label_data
@@ -76,8 +75,8 @@ def main() -> None:
         cfg = load_config(None, [f"output.dir={run}"])
         vae = fit(cfg, progress=False).vae
     else:
-        cfg, trainer = load_run(run)
-        vae = trainer.vae
+        fitted = load_run(run)
+        cfg, vae = fitted.config, fitted.model
     data = load_data(cfg.data.spec, cfg.model.likelihood)
     train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
     n_open = int(vae.active.sum())

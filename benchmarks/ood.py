@@ -27,8 +27,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from pyro_pots import fit
-from pyro_pots.cli import load_run
+from pyro_pots import fit, load_run
 from pyro_pots.config import load_config
 from pyro_pots.data import load_data, load_digits
 from pyro_pots.uncertainty import calibrate, per_row_log_weights, pot_misfit, row_scores
@@ -151,8 +150,8 @@ def main() -> None:
         cfg = load_config(None, overrides + ["output.overwrite=true"] + args.set)
         vae = fit(cfg, progress=False).vae
     else:
-        cfg, trainer = load_run(run)
-        vae = trainer.vae
+        fitted = load_run(run)
+        cfg, vae = fitted.config, fitted.model
     inliers = load_data(cfg.data.spec, cfg.model.likelihood)
     train, held = inliers.split(cfg.data.heldout_fraction, cfg.data.seed)
     digits = load_digits()

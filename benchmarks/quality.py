@@ -66,8 +66,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import SpectralEmbedding
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
-from pyro_pots import PotsVAE, fit, pots_mask
-from pyro_pots.cli import load_run
+from pyro_pots import PotsVAE, fit, load_run, pots_mask
 from pyro_pots.config import load_config, model_kwargs
 from pyro_pots.data import load_data
 from pyro_pots.metrics import clustering_scores
@@ -314,9 +313,9 @@ def max_posterior(run: Path, summary: dict) -> float:
     run fitted before summaries had it, from its checkpoint."""
     if "mean_max_posterior" in summary["peakiness"]:
         return summary["peakiness"]["mean_max_posterior"]
-    cfg, trainer = load_run(run)
-    data = load_data(cfg.data.spec, cfg.model.likelihood)
-    return mean_max_posterior(trainer.vae, torch.from_numpy(data.X).to(trainer.device))
+    fitted = load_run(run)  # the final model, on the CPU
+    data = load_data(fitted.config.data.spec, fitted.config.model.likelihood)
+    return mean_max_posterior(fitted.model, torch.from_numpy(data.X))
 
 
 def heldout_by_pots(run: Path) -> Dict[int, float]:

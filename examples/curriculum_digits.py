@@ -73,7 +73,7 @@ def main(args):
     trainer.finish()  # a split not judged when the budget ran out is undone
     print_new_decisions()
 
-    pots, resp = open_responsibilities(trainer, data)
+    pots, resp = open_responsibilities(trainer.vae, data)
     result = {
         "n_active": len(pots),
         "active": pots,

@@ -27,8 +27,7 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_pots import fit, ppc
-from pyro_pots.cli import load_run
+from pyro_pots import fit, load_run, ppc
 from pyro_pots.config import load_config
 from pyro_pots.data import load_data
 
@@ -70,10 +69,11 @@ def main(args):
         print(f"  {name:>15}: {numbers['flagged']:3d} of {numbers['size']}")
 
     # The same check from Python, with a statistic of our own.
-    cfg, trainer = load_run(run)
-    x = torch.from_numpy(load_data(cfg.data.spec, cfg.model.likelihood).X).to(trainer.device)
+    fitted = load_run(run)  # the final model, on the CPU
+    cfg = fitted.config
+    x = torch.from_numpy(load_data(cfg.data.spec, cfg.model.likelihood).X)
     check = ppc.check(
-        trainer.vae, x, num_samples=args.num_samples, seed=args.seed, statistics={"ink": ink}
+        fitted.model, x, num_samples=args.num_samples, seed=args.seed, statistics={"ink": ink}
     )
     mine = check.statistics["ink"]
     print(

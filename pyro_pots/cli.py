@@ -12,7 +12,8 @@ The ``pyro-pots`` command line.
   to classes from a few labelled rows of the run's data and predict labels
   (:mod:`pyro_pots.labels`).
 - ``pyro-pots sample --run DIR [--pot K] [-n N] [--out FILE]``: draw rows from the model
-  (from one pot, or from the mixture) into an ``.npz`` file.
+  (a pot by the mixture weights, or ``--pot``; then a draw of the likelihood, not its mean)
+  into an ``.npz`` file.
 - ``pyro-pots ppc --run DIR [--data SPEC] [-n/--num-samples N] [--seed S]``: posterior
   predictive check of a run (:mod:`pyro_pots.ppc`); writes ``ppc.json`` and
   ``plots/ppc_*.png`` into the run directory.
@@ -25,6 +26,7 @@ says what went wrong). ``docs/reliability.md`` states what a run directory guara
 """
 
 import argparse
+import importlib.metadata
 import json
 import sys
 import warnings
@@ -38,10 +40,18 @@ from pyro_pots import run_dir
 from pyro_pots.config import load_config
 from pyro_pots.data import Dataset, load_data
 from pyro_pots.errors import FitInterrupted, PotsInputError, first_line, one_line
-from pyro_pots.plots import pot_samples
-from pyro_pots.storage import RunLock, fingerprint, holder
-from pyro_pots.storage.checkpoints import check_header, kick_targets, load_trainer_state
+from pyro_pots.fitted_run import (
+    FittedRun,
+    check_fits,
+    load_model,
+    load_run,
+    run_data,
+    sample_mixture,
+    training_rows,
+)
+from pyro_pots.storage import RunLock, fingerprint
 from pyro_pots.training.distributed import launched_rank
+from pyro_pots.training.parts import resolve_device
 
 #: upper bounds of the counts a command line may ask for: each is far above any useful
 #: value, and below the sizes that exhaust memory (``sample -n`` rows, ``ppc -n``
@@ -58,17 +68,47 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} -h)\n")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except where there is none to show (None, an
+    off switch, an empty list): the option's help says what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = action.default
+        if default is None or default is False or default == [] or not action.help:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def package_version() -> str:
+    """The installed pyro-pots version (the package metadata: ``pyproject.toml``'s)."""
+    try:
+        return importlib.metadata.version("pyro-pots")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pyro-pots`` argument parser, one subcommand each (see the module docstring)."""
     parser = _Parser(
-        prog="pyro-pots", description="Discover the modes of a dataset with a mixture VAE."
+        prog="pyro-pots",
+        description="Discover the modes of a dataset with a mixture VAE.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    defaults = load_config()  # the config's own defaults, named in fit's help
 
-    fit = commands.add_parser("fit", help="grow a model by the curriculum; write a run directory")
-    fit.add_argument("--config", help="YAML config (see examples/configs/)")
-    fit.add_argument("--data", help="digits | synthetic[:k=5,...] | a data file (data.spec)")
-    fit.add_argument("--out", help="run directory (output.dir)")
+    def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+        return commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+    fit = add_parser("fit", help="grow a model by the curriculum; write a run directory")
+    fit.add_argument("--config", help="YAML config (see examples/configs/; default: the defaults)")
+    fit.add_argument(
+        "--data",
+        help="digits | synthetic[:k=5,...] | a data file (data.spec; "
+        f"default: {defaults.data.spec})",
+    )
+    fit.add_argument("--out", help=f"run directory (output.dir; default: {defaults.output.dir})")
     fit.add_argument(
         "--set",
         action="append",
@@ -86,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    evaluate = commands.add_parser("evaluate", help="score a run's model on data")
+    evaluate = add_parser("evaluate", help="score a run's model on data")
     evaluate.add_argument("--run", required=True, help="run directory")
     evaluate.add_argument("--data", help="data spec (default: the run's own data)")
     evaluate.add_argument("--output", help="per-row scores CSV (pot, max_resp, entropy, ...)")
@@ -97,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
-    label = commands.add_parser("label", help="map pots to classes; predict labels")
+    label = add_parser("label", help="map pots to classes; predict labels")
     label.add_argument("--run", required=True, help="run directory")
     label.add_argument(
         "--labels",
@@ -114,20 +154,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     label.add_argument("--overwrite", action="store_true", help="replace an existing --output")
 
-    sample = commands.add_parser("sample", help="draw rows from a run's model")
+    sample = add_parser(
+        "sample",
+        help="draw rows from a run's model",
+        description="Draw rows from a run's model into an .npz (X: the rows, pot: each row's "
+        "pot). Each row's pot is drawn by the model's mixture weights over its open pots (the "
+        "training rows' mean responsibilities, read from the run's data), or is --pot; then "
+        "z ~ N(0, I) and x ~ p(x | decode(z)): draws of the likelihood, not its mean "
+        "(0/1 for Bernoulli).",
+    )
     sample.add_argument("--run", required=True, help="run directory")
-    sample.add_argument("--pot", type=int, help="draw from this open pot (default: the mixture)")
+    sample.add_argument(
+        "--pot", type=int, help="draw every row from this open pot (default: the mixture)"
+    )
     sample.add_argument("-n", type=_count(MAX_SAMPLE_ROWS), default=16, help="rows to draw")
-    sample.add_argument("--seed", type=_seed, default=0)
+    sample.add_argument("--seed", type=_seed, default=0, help="seed of the draws")
     sample.add_argument("--out", help="output .npz (default: RUN/samples.npz; never replaced)")
 
-    ppc = commands.add_parser("ppc", help="posterior predictive check of a run")
+    ppc = add_parser("ppc", help="posterior predictive check of a run")
     ppc.add_argument("--run", required=True, help="run directory")
     ppc.add_argument("--data", help="data spec (default: the run's own data)")
     ppc.add_argument(
         "-n", "--num-samples", type=_count(MAX_REPLICATES), default=100, help="replicates"
     )
-    ppc.add_argument("--seed", type=_seed, default=0)
+    ppc.add_argument("--seed", type=_seed, default=0, help="seed of the replicates")
     return parser
 
 
@@ -229,82 +279,31 @@ def _check_resume_arguments(args: argparse.Namespace, overrides: List[str]) -> N
         )
 
 
-def load_run(run: Path):
-    """The config and the trained :class:`PotsVAE` of a finished run directory.
-
-    :raises PotsInputError: in one line: no such directory, an unfinished run (no
-        ``summary.json``: a fit writing it, or one interrupted), a ``config.yaml`` edited
-        since the checkpoint, or a checkpoint that is unreadable or does not fit the config.
-    """
-    from pyro_pots.training.fitting import CHECKPOINT_FORMAT, new_trainer
-
-    try:
-        is_dir = run.is_dir()
-        finished = (run / run_dir.SUMMARY).is_file()
-    except OSError as error:  # e.g. a name too long for the file system
-        raise PotsInputError(f"run directory '{run}': {error.strerror or error}") from None
-    if not is_dir:
-        raise PotsInputError(f"run directory '{run}' does not exist")
-    if not finished:
-        writer = holder(run)
-        if writer is not None:
-            raise PotsInputError(
-                f"run '{run}' is being written by another pyro-pots process"
-                f"{f' (pid {writer})' if writer else ''}; wait for its fit to end"
-            )
-        raise PotsInputError(
-            f"run '{run}' is not finished (no {run_dir.SUMMARY}): its fit was interrupted or "
-            f"failed; go on with `pyro-pots fit --out {run} --resume`"
-        )
-    cfg = load_config(run / run_dir.CONFIG)
-    state = run_dir.load_checkpoint(run)
-    dim = check_header(state, run, CHECKPOINT_FORMAT)
-    # the weights come from the checkpoint: a placeholder of as many rows as its kick
-    # targets (a broadcast view, no memory), for the trainer's per-row state to fit
-    targets = kick_targets(state["trainer"])
-    rows = len(targets) if isinstance(targets, torch.Tensor) and targets.dim() == 1 else 1
-    placeholder = torch.zeros(1, dim)
-    trainer = new_trainer(cfg, placeholder.expand(max(rows, 1), dim), placeholder[:0])
-    # checked, and a copy of it made to stop as below (load_trainer_state's probe)
-    load_trainer_state(trainer, state["trainer"], run / run_dir.CHECKPOINT)
-    trainer.finish()  # the final model, as fit() wrote it
-    return cfg, trainer
-
-
-def run_data(run: Path, cfg) -> Dataset:
-    """The run's own data, checked against the fingerprint the fit recorded (runs written
-    before fingerprints are read as they are).
-
-    :raises PotsInputError: the data cannot be read, or is not the data the run was
-        fitted on.
-    """
-    data = load_data(cfg.data.spec, cfg.model.likelihood)
-    marker = run_dir.read_marker(run)
-    if marker is not None:
-        fingerprint.verify(marker["data"], data, cfg.data.spec, str(run))
-    return data
+def _read_run(run: Path) -> FittedRun:
+    """A finished run, read by :func:`pyro_pots.load_run` (no trainer; its checks and
+    one-line refusals), its model on the config's ``train.device``, where the fit ran."""
+    fitted = load_run(run)
+    fitted.model.to(resolve_device(fitted.config.train.device))
+    return fitted
 
 
 def evaluate_command(args: argparse.Namespace) -> Dict[str, Any]:
     """``pyro-pots evaluate``: the summary numbers of a run's model on data."""
-    from pyro_pots.training.fitting import summarize
+    from pyro_pots.training.fitting import heldout_loss, summarize
 
     run = Path(args.run)
-    cfg, trainer = load_run(run)
+    fitted = _read_run(run)
+    cfg, model = fitted.config, fitted.model
     out = _new_output(args.output, args.overwrite) if args.output else None
-    data = load_data(args.data, cfg.model.likelihood) if args.data else run_data(run, cfg)
-    if data.n_features != trainer.vae.decoders.output_layer.weight.shape[-1]:
-        raise PotsInputError(
-            f"data has {data.n_features} features, the run's model takes "
-            f"{trainer.vae.decoders.output_layer.weight.shape[-1]}"
-        )
-    trainer.train_x = trainer.heldout_x = torch.from_numpy(data.X).to(trainer.device)
-    summary = summarize(trainer, data, seconds=0.0)
-    for key in ("final_loss", "epochs", "stages", "stop_reason", "time_s"):
-        summary.pop(key)
+    own = None if args.data else run_data(run, cfg)  # checked against its fingerprint
+    data = load_data(args.data, cfg.model.likelihood) if args.data else own
+    check_fits(data, model)
+    rows = torch.from_numpy(data.X).to(model.active.device)
+    # all rows are both the weights' rows and the scored ones, as in the fit's summary
+    summary = summarize(model, data, heldout_loss(model, rows, rows, cfg.train.seed))
     summary["heldout_loss_note"] = "mixture loss on all rows of this data (nats per row)"
     if out is not None:
-        _write_row_scores(run, cfg, trainer, data, args.samples, out)
+        _write_row_scores(fitted, data, own, args.samples, out)
         summary["output"] = str(out)
     return summary
 
@@ -346,19 +345,18 @@ def _write_output(out: Path, write) -> None:
         ) from None
 
 
-def _training_rows(run: Path, cfg) -> torch.Tensor:
-    """The rows the run was trained on: its data, split as fit() split it."""
-    train, _ = run_data(run, cfg).split(cfg.data.heldout_fraction, cfg.data.seed)
-    return torch.from_numpy(train.X)
-
-
-def _write_row_scores(run, cfg, trainer, data, samples: Optional[int], out: Path) -> None:
-    """Per-row scores of ``data``, compared with the run's own training rows."""
+def _write_row_scores(
+    fitted: FittedRun, data: Dataset, own: Optional[Dataset], samples: Optional[int], out: Path
+) -> None:
+    """Per-row scores of ``data``, compared with the run's own training rows (``own``: the
+    run's data when already read)."""
     from pyro_pots import uncertainty
 
-    vae, device = trainer.vae, trainer.device
-    calibration = uncertainty.calibrate(vae, _training_rows(run, cfg).to(device), samples)
-    scores = uncertainty.row_scores(vae, torch.from_numpy(data.X).to(device), calibration, samples)
+    model = fitted.model
+    train = training_rows(fitted.path, fitted.config, own).to(model.active.device)
+    calibration = uncertainty.calibrate(model, train, samples)
+    rows = torch.from_numpy(data.X).to(model.active.device)
+    scores = uncertainty.row_scores(model, rows, calibration, samples)
     _write_output(out, lambda path: uncertainty.write_scores_csv(scores, path))
 
 
@@ -367,16 +365,14 @@ def label_command(args: argparse.Namespace) -> Dict[str, Any]:
     from pyro_pots import labels
 
     run = Path(args.run)
-    cfg, trainer = load_run(run)
+    fitted = _read_run(run)
+    cfg = fitted.config
     out = _new_output(args.output, args.overwrite) if args.output else None
     own = run_data(run, cfg)
     given = labels.read_labels_file(args.labels, own.n_rows)
     data = load_data(args.data, cfg.model.likelihood) if args.data else own
-    if data.n_features != own.n_features:
-        raise PotsInputError(
-            f"data has {data.n_features} features, the run's model takes {own.n_features}"
-        )
-    result = labels.label_data(trainer.vae, own.X, given, data.X, args.fallback)
+    check_fits(data, fitted.model)
+    result = labels.label_data(fitted.model, own.X, given, data.X, args.fallback)
     report = {"data": data.name, "n_rows": data.n_rows, "n_labelled": int((given >= 0).sum())}
     report.update(result.label_map.report())
     report["fallback"] = args.fallback
@@ -389,13 +385,14 @@ def label_command(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
-    """``pyro-pots sample``: decoded draws of one pot or of the mixture, to an ``.npz``."""
+    """``pyro-pots sample``: rows drawn from a run's model (a pot by the mixture weights, or
+    ``--pot``; ``z ~ N(0, I)``; ``x ~ p(x | decode(z))``, a draw, not the mean), to an
+    ``.npz`` with ``X`` and ``pot``."""
     run = Path(args.run)
-    cfg, trainer = load_run(run)
-    vae = trainer.vae
-    open_pots = vae.active.nonzero().squeeze(-1).tolist()
-    if args.pot is not None and args.pot not in open_pots:
-        raise PotsInputError(f"--pot {args.pot} is not an open pot of this run; open: {open_pots}")
+    fitted = _read_run(run)
+    pots = fitted.pots.tolist()
+    if args.pot is not None and args.pot not in pots:
+        raise PotsInputError(f"--pot {args.pot} is not an open pot of this run; open: {pots}")
     if args.out:
         _check_file_name(args.out, "--out")
     out = Path(args.out) if args.out else run / "samples.npz"
@@ -407,25 +404,22 @@ def sample_command(args: argparse.Namespace) -> Dict[str, Any]:
         raise PotsInputError(f"--out '{out}': {error.strerror or error}") from None
     if taken:
         raise PotsInputError(f"'{out}' exists; choose another --out (samples are never replaced)")
-    gen = torch.Generator().manual_seed(args.seed)
-    if args.pot is not None:
-        pots = np.full(args.n, args.pot)
-    else:  # the mixture: pots drawn by their share of the training data
-        usage = trainer.history[-1]["usage"] if trainer.history else {}
-        weights = torch.tensor([max(usage.get(k, 0.0), 1e-12) for k in open_pots])
-        pots = np.asarray(open_pots)[torch.multinomial(weights, args.n, True, generator=gen)]
-    rows = np.empty((args.n, vae.decoders.output_layer.weight.shape[-1]), dtype=np.float32)
-    for pot in np.unique(pots):
-        mask = pots == pot
-        rows[mask] = pot_samples(vae, [int(pot)], int(mask.sum()), gen)[0]
+    if args.pot is not None:  # one pot: all its weight on it
+        weights = torch.tensor([float(pot == args.pot) for pot in pots])
+    else:  # the mixture the model defines (reads the run's training rows, checked)
+        weights = torch.as_tensor(fitted.weights, dtype=torch.float32)
+    rows, drawn = sample_mixture(fitted.model, weights, args.n, args.seed)
     try:
-        np.savez(out, X=rows, pot=pots)
+        np.savez(out, X=rows, pot=drawn)
     except OSError as error:
         if out.is_file():  # np.savez created it, then failed (a full disk)
             out.unlink(missing_ok=True)
         reason = error.strerror or error
         raise PotsInputError(f"--out '{out}': cannot be written ({reason})") from None
-    return {"file": str(out), "rows": args.n, "pots": sorted(set(int(p) for p in pots))}
+    result = {"file": str(out), "rows": args.n, "pots": sorted(set(drawn.tolist()))}
+    if args.pot is None:
+        result["weights"] = dict(zip(pots, weights.tolist()))
+    return result
 
 
 def ppc_command(args: argparse.Namespace) -> Dict[str, Any]:
@@ -433,7 +427,7 @@ def ppc_command(args: argparse.Namespace) -> Dict[str, Any]:
     from pyro_pots.ppc import PPC_JSON, check_run
 
     run = Path(args.run)
-    cfg, _ = load_run(run)  # a finished run whose checkpoint fits its config
+    cfg, _ = load_model(run)  # a finished run whose checkpoint fits its config
     data = args.data
     if data is None:  # the run's own data, checked against its fingerprint
         run_data(run, cfg)

@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm import tqdm
 
-from pyro_pots import plots, run_dir, uncertainty
+from pyro_pots import run_dir, uncertainty
 from pyro_pots.config import (
     Config,
     config_to_dict,
@@ -50,15 +50,13 @@ from pyro_pots.model.networks import Encoder, PotDecoders
 from pyro_pots.model.priors import LOGIT_PRIORS, LogitMoGPrior
 from pyro_pots.storage import RunStaging, fingerprint
 from pyro_pots.training.fitting import (
-    CHECKPOINT_FORMAT,
-    _NonFiniteGuard,
-    _steps_per_epoch,
+    NonFiniteGuard,
+    RunEnd,
+    steps_per_epoch,
     summarize,
+    write_outputs,
 )
 from pyro_pots.training.trainer import CurriculumTrainer
-
-#: the file :meth:`PotsMixture.save` writes the fitted rows to (the run's ``data.spec``).
-DATA_FILE = "data.npy"
 
 
 class PotsMixture(PotsPredictions, ClusterMixin, DensityMixin, BaseEstimator):
@@ -134,7 +132,10 @@ class PotsMixture(PotsPredictions, ClusterMixin, DensityMixin, BaseEstimator):
             state = copy.deepcopy(trainer.state_dict())  # what fit() checkpoints: pre-finish
             trainer.finish()
             calibration = uncertainty.calibrate(trainer.vae, trainer.train_x, None)
-            summary = summarize(trainer, data, time.perf_counter() - start)
+            end = RunEnd.of(trainer, time.perf_counter() - start)
+            summary = summarize(
+                trainer.vae, data, trainer.evaluate(full=False)["heldout_loss"], end
+            )
         self.model_ = trainer.vae.eval()
         self.config_ = cfg
         self.history_ = trainer.history
@@ -197,7 +198,7 @@ class PotsMixture(PotsPredictions, ClusterMixin, DensityMixin, BaseEstimator):
         out = Path(path)
         cfg = replace(
             self.config_,
-            data=replace(self.config_.data, spec=os.path.realpath(out / DATA_FILE)),
+            data=replace(self.config_.data, spec=os.path.realpath(out / run_dir.DATA)),
             output=replace(self.config_.output, dir=str(out), overwrite=bool(overwrite)),
         )
         staging = RunStaging(out, overwrite=bool(overwrite))
@@ -220,36 +221,31 @@ class PotsMixture(PotsPredictions, ClusterMixin, DensityMixin, BaseEstimator):
         return out
 
     def _write_run(self, work: Path, cfg: Config, with_plots: bool) -> None:
-        """The files of :meth:`save`, in the order a fit writes them; the summary last
-        (a run directory with a summary is a finished run)."""
+        """The files of :meth:`save`: the fitted rows, then what a fit writes, in its order
+        (:func:`~pyro_pots.training.fitting.write_outputs`: the summary last, since a run
+        directory with a summary is a finished run)."""
         data, model = self._fit_data, self.model_
-        np.save(work / DATA_FILE, data.X)
+        np.save(work / run_dir.DATA, data.X)
         save_config(cfg, work / run_dir.CONFIG)
         run_dir.write_marker(fingerprint.fingerprint(data), work)
         checkpoint = {
-            "format": CHECKPOINT_FORMAT,
+            "format": run_dir.CHECKPOINT_FORMAT,
             "data_dim": data.n_features,
             "config_sha256": run_dir.file_sha256(work / run_dir.CONFIG),
             "trainer": self._trainer_state,
             "time_s": self.summary_.get("time_s", 0.0),
         }
         run_dir.save_checkpoint(checkpoint, work)
-        resp = self.predict_proba(data.X)
-        pots = self.pots_.tolist()
-        run_dir.write_history(self.history_, model.num_pots, work / run_dir.HISTORY)
-        run_dir.write_json(self.stages_, work / run_dir.STAGES)
-        run_dir.write_assignments(resp, pots, None, work / run_dir.ASSIGNMENTS)
-        if with_plots:
-            plots.write_run_plots(
-                self.history_, self.stages_, resp, model, data, work / run_dir.PLOTS
-            )
-        run_dir.write_json(self.summary_, work / run_dir.SUMMARY)
+        resp = (self.pots_.tolist(), self.predict_proba(data.X))
+        write_outputs(
+            model, self.history_, self.stages_, data, self.summary_, resp, work, with_plots
+        )
 
 
 def _run(trainer: CurriculumTrainer, cfg: Config, rows: int, progress: bool) -> None:
     """``trainer.run()`` with :func:`pyro_pots.fit`'s guard against a model that cannot
     train, and an optional progress bar."""
-    guard = _NonFiniteGuard(cfg.train.bad_step_patience, _steps_per_epoch(cfg, rows))
+    guard = NonFiniteGuard(cfg.train.bad_step_patience, steps_per_epoch(cfg, rows))
     bar = tqdm(total=cfg.train.max_epochs, desc="pyro-pots", unit="epoch", disable=not progress)
 
     def on_epoch(row: dict) -> None:

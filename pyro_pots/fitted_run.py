@@ -28,8 +28,7 @@ from pyro_pots.data import Dataset, load_data
 from pyro_pots.errors import PotsInputError, first_line
 from pyro_pots.model import PotsVAE
 from pyro_pots.storage import fingerprint, holder
-from pyro_pots.storage.checkpoints import check_header
-from pyro_pots.training.fitting import CHECKPOINT_FORMAT
+from pyro_pots.storage.checkpoints import check_finished_state, check_header
 
 
 def as_rows(X: Any, model: PotsVAE, where: str = "X") -> torch.Tensor:
@@ -243,14 +242,22 @@ def load_model(path: Union[str, Path]) -> Tuple[Config, PotsVAE]:
 
 
 def _read_model(run: Path) -> Tuple[Config, PotsVAE, List[Dict[str, Any]]]:
-    _check_finished(run)
+    """The one reading of a finished run's model, for :func:`load_run`, :func:`load_model`
+    and every command that reads a run: finished (else the line names ``fit --resume``),
+    its ``config.yaml`` the one its checkpoint was written with, and the checkpoint checked
+    against the model the config builds (:func:`~pyro_pots.storage.checkpoints.
+    check_finished_state`) before its weights are loaded."""
+    check_finished(run)
     cfg = load_config(run / run_dir.CONFIG)
     state = run_dir.load_checkpoint(run)
-    dim = check_header(state, run, CHECKPOINT_FORMAT)
+    dim = check_header(state, run, run_dir.CHECKPOINT_FORMAT)
     where = run / run_dir.CHECKPOINT
+    # the initial weights are replaced: drawing them must not move the caller's RNG
+    with torch.random.fork_rng(devices=[]):
+        model = PotsVAE(dim, **model_kwargs(cfg))
+    check_finished_state(state["trainer"], model, where)
     try:
         weights, pots, history = _final_state(state["trainer"])
-        model = PotsVAE(dim, **model_kwargs(cfg))
         model.load_state_dict(weights)
         model.open_pots(pots)
     except Exception as error:  # any state that does not fit: one line naming the file
@@ -261,7 +268,13 @@ def _read_model(run: Path) -> Tuple[Config, PotsVAE, List[Dict[str, Any]]]:
     return cfg, model.eval(), history
 
 
-def _check_finished(run: Path) -> None:
+def check_finished(run: Path) -> None:
+    """Refuse, in one line, a run that is not finished (no ``summary.json``): one a fit is
+    writing (its lock is held: the line names the pid) or one interrupted (the line names
+    ``fit --resume``), and a path that is not a directory.
+
+    :raises PotsInputError: naming the run.
+    """
     try:
         is_dir = run.is_dir()
         finished = (run / run_dir.SUMMARY).is_file()
@@ -324,7 +337,9 @@ def run_data(run: Path, cfg: Config) -> Dataset:
     return data
 
 
-def training_rows(run: Path, cfg: Config) -> torch.Tensor:
-    """The rows the run was trained on: its data, split as the fit split it."""
-    train, _ = run_data(run, cfg).split(cfg.data.heldout_fraction, cfg.data.seed)
+def training_rows(run: Path, cfg: Config, data: Optional[Dataset] = None) -> torch.Tensor:
+    """The rows the run was trained on: its data (``data`` when already read by
+    :func:`run_data`), split as the fit split it."""
+    data = run_data(run, cfg) if data is None else data
+    train, _ = data.split(cfg.data.heldout_fraction, cfg.data.seed)
     return torch.from_numpy(train.X)

@@ -10,6 +10,7 @@ The run directory: everything a fit leaves on disk, and reading it back.
     stages.json       the stage manager's decision log (reasons and numbers)
     assignments.csv   row, pot, max responsibility, label (when known)
     summary.json      the headline numbers
+    data.npy          the fitted rows, the run's data (only a run PotsMixture.save wrote)
     plots/            loss curve with unlocks, usage over time, responsibilities, samples
     .pyro-pots.lock   the lock a writer holds (see :mod:`pyro_pots.storage.lock`)
 
@@ -35,6 +36,13 @@ STAGES = "stages.json"
 ASSIGNMENTS = "assignments.csv"
 SUMMARY = "summary.json"
 PLOTS = "plots"
+#: the fitted rows :meth:`~pyro_pots.estimator.PotsMixture.save` writes, named by the run's
+#: ``data.spec`` (a run fitted from the command line names its data file instead).
+DATA = "data.npy"
+
+#: version of the checkpoint layout; a checkpoint of another version is refused. 2: the kick
+#: and the pre-split state are the trainer's (2026-11-27; 1 kept them in the stage manager).
+CHECKPOINT_FORMAT = 2
 
 RUN_MARKER = "run.json"
 #: the key of ``run.json`` that marks a directory as a pyro-pots run; its value is the

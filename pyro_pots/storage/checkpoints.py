@@ -3,7 +3,10 @@
 A checkpoint is read with ``weights_only=True`` (it cannot run code), but its contents can
 still be anything: another layout version, a ``config.yaml`` edited since it was written,
 tensors of other shapes, values of other types. Each is refused here in one line, so that
-``--resume`` and ``evaluate`` never fail deep inside torch with a long traceback.
+``--resume`` (:func:`load_trainer_state`, against the trainer the config builds) and
+``evaluate`` and the other readers of a finished run (:func:`check_finished_state`,
+against the model the config builds, without a trainer) never fail deep inside torch with
+a long traceback.
 """
 
 import copy
@@ -103,8 +106,60 @@ def _probe(trainer: Any) -> None:
     probe.finish()
 
 
+def check_finished_state(state: Any, model: Any, where: Path) -> None:
+    """A finished run's trainer ``state`` checked without a trainer, against ``model``
+    (the untrained :class:`~pyro_pots.model.PotsVAE` its config builds), for a reader of
+    the final model (:func:`pyro_pots.load_run`): every check of
+    :func:`load_trainer_state` but the comparison with a fresh trainer's whole state, and
+    in its place the entries the final model is read from (the open pots; a pending split
+    and the pre-split state that undoes it).
+
+    :raises PotsInputError: in one line, naming the first mismatch.
+    """
+    problem = _state_problem(model, state, None)
+    if problem is None:
+        problem = _final_model_problem(state, model)
+    if problem is not None:
+        raise PotsInputError(f"checkpoint '{where}' does not fit the run's config: {problem}")
+
+
+def _final_model_problem(state: Dict[str, Any], model: Any) -> Optional[str]:
+    """What a reader of the final model takes from the stage manager: the open pots (ids
+    of the model's pots; a negative one would index from the end), and a pending split's
+    pot with the pre-split model that undoes it (as ``CurriculumTrainer.finish`` does)."""
+    manager, num_pots = state["manager"], model.num_pots
+    if not isinstance(manager, dict):
+        return "the stage manager state is not a mapping"
+    pots = manager.get("open")
+    if not isinstance(pots, (list, tuple)) or not pots:
+        return "the stage manager has no list of open pots"
+    if not all(_is_int(pot) and 0 <= pot < num_pots for pot in pots) or len(set(pots)) < len(pots):
+        return f"the open pots {_show(pots)} are not distinct pots of {num_pots}"
+    pending = manager.get("pending")
+    if pending is None:
+        return None
+    if not isinstance(pending, dict) or not _is_int(pending.get("pot")):
+        return "the pending split has no pot"
+    if pending["pot"] not in pots:
+        return f"the pending split's pot {pending['pot']} is not open"
+    before = state.get("pre_split")
+    if not isinstance(before, dict) or not isinstance(before.get("state"), dict):
+        return "a split is pending without the pre-split state that undoes it"
+    return _tensors_problem("pre-split model", model.state_dict(), before["state"].get("vae"))
+
+
 def _problem(trainer: Any, state: Any, train_rows: Optional[int]) -> Optional[str]:
     """The first way ``state`` differs from what ``trainer`` would save, or None."""
+    if not isinstance(state, dict):
+        return "the trainer state is not a mapping"
+    return _state_problem(trainer.vae, state, train_rows, trainer.state_dict())
+
+
+def _state_problem(
+    model: Any, state: Any, train_rows: Optional[int], expected: Optional[Dict[str, Any]] = None
+) -> Optional[str]:
+    """The first way ``state`` does not fit ``model`` (and, when given, the structure of
+    ``expected``: a fresh trainer's own state), or None."""
     # Only the entries named here are checked; any other entry (the trainer's layout may
     # grow) is left to the trainer's own load_state_dict, whose errors are caught too.
     if not isinstance(state, dict):
@@ -115,7 +170,7 @@ def _problem(trainer: Any, state: Any, train_rows: Optional[int]) -> Optional[st
     for key in ("epoch", "rollbacks"):
         if key in state and (not _is_int(state[key]) or state[key] < 0):
             return f"{key} {_show(state[key])} is not a count"
-    num_pots = trainer.vae.num_pots
+    num_pots = model.num_pots
     kick = state.get("kick")
     kick_pot = kick.get("pot") if isinstance(kick, dict) else state.get("kick_pot")
     if kick_pot is not None and not (_is_int(kick_pot) and 0 <= kick_pot < num_pots):
@@ -124,18 +179,18 @@ def _problem(trainer: Any, state: Any, train_rows: Optional[int]) -> Optional[st
     kicking = isinstance(manager, dict) and _is_number(manager.get("kick_remaining", 0))
     if kicking and manager.get("kick_remaining", 0) > 0 and kick_pot is None:
         return "a kick is under way without the pot it favours"
-    problem = _structure_problem(trainer.state_dict(), state, "the trainer state")
+    problem = None
+    if expected is not None:
+        problem = _structure_problem(expected, state, "the trainer state")
     if problem is None:
-        problem = _tensors_problem("model", trainer.vae.state_dict(), state["vae"])
+        problem = _tensors_problem("model", model.state_dict(), state["vae"])
     if problem is None:
-        problem = _optimizer_problem(trainer, state["optimizer"])
+        problem = _optimizer_problem(model, state["optimizer"])
     for where, snapshot in _snapshots(state, "the trainer state"):  # states to restore later
         if problem is None:
-            problem = _tensors_problem(
-                f"{where}'s model", trainer.vae.state_dict(), snapshot["vae"]
-            )
+            problem = _tensors_problem(f"{where}'s model", model.state_dict(), snapshot["vae"])
         if problem is None:
-            problem = _optimizer_problem(trainer, snapshot["optimizer"])
+            problem = _optimizer_problem(model, snapshot["optimizer"])
     if problem is None:
         problem = _kick_targets_problem(kick_targets(state), num_pots, train_rows)
     generator = state.get("batch_generator")
@@ -259,9 +314,9 @@ def _tensors_problem(what: str, expected: Dict[str, Any], found: Any) -> Optiona
     return None
 
 
-def _optimizer_problem(trainer: Any, found: Any) -> Optional[str]:
+def _optimizer_problem(model: Any, found: Any) -> Optional[str]:
     """Adam's moments must have their parameters' shapes (torch checks only the counts)."""
-    params = list(trainer.vae.parameters())
+    params = list(model.parameters())
     shapes = [p.shape for p in params]
     if not isinstance(found, dict) or not isinstance(found.get("state"), dict):
         return "the optimizer state is not a mapping with a 'state'"

@@ -33,7 +33,7 @@ OWN_FILES = frozenset(
         LOCK_FILE,
         "ppc.json",
         "samples.npz",
-        "data.npy",
+        run_dir.DATA,
     }
 )
 #: the header :func:`~pyro_pots.config.save_config` writes (marks runs older than run.json).

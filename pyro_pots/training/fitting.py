@@ -26,14 +26,9 @@ from pyro_pots.metrics import clustering_scores
 from pyro_pots.model import PotsVAE
 from pyro_pots.storage import RunStaging, fingerprint
 from pyro_pots.storage.checkpoints import check_header, load_trainer_state
-from pyro_pots.training import distributed
+from pyro_pots.training import distributed, stage_scores
 from pyro_pots.training.parts import resolve_device
 from pyro_pots.training.trainer import CurriculumTrainer
-
-#: version of the checkpoint layout; a checkpoint of another version is refused. 2: the kick
-#: and the pre-split state are the trainer's (2026-11-27; 1 kept them in the stage manager).
-CHECKPOINT_FORMAT = 2
-
 
 #: the signals a fit stops on at the end of an epoch: Ctrl-C, and what job schedulers send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -238,7 +233,7 @@ def _fit(
     if resume:  # lock first: nothing may change the run while it is read
         distributed.from_main(staging.open if main else lambda: out)
         checkpoint = run_dir.load_checkpoint(out)
-        check_header(checkpoint, out, CHECKPOINT_FORMAT)
+        check_header(checkpoint, out, run_dir.CHECKPOINT_FORMAT)
         cfg = load_config(out / run_dir.CONFIG, [f"train.max_epochs={cfg.train.max_epochs}"])
         marker = run_dir.read_marker(out)
         state["saved_epoch"] = checkpoint["trainer"].get("epoch")
@@ -287,7 +282,7 @@ def _fit(
     def save() -> None:
         if main:
             checkpoint_state = {
-                "format": CHECKPOINT_FORMAT,
+                "format": run_dir.CHECKPOINT_FORMAT,
                 "data_dim": data.n_features,
                 "config_sha256": config_sha256,
                 "trainer": trainer.state_dict(),
@@ -303,7 +298,7 @@ def _fit(
         unit="epoch",
         disable=not progress,
     )
-    guard = _NonFiniteGuard(cfg.train.bad_step_patience, _steps_per_epoch(cfg, train.n_rows))
+    guard = NonFiniteGuard(cfg.train.bad_step_patience, steps_per_epoch(cfg, train.n_rows))
 
     def on_epoch(row: Dict[str, Any]) -> None:
         state["epoch"] = row["epoch"]
@@ -327,15 +322,26 @@ def _fit(
     if not distributed.all_true(signals["signum"] is None, trainer.device):
         raise _interrupted(signals, f"after epoch {trainer.epoch}", out)
     trainer.finish()
-    pots, resp = open_responsibilities(trainer, data)
-    summary = summarize(trainer, data, time.perf_counter() - start, (pots, resp))
+    pots, resp = open_responsibilities(trainer.vae, data)
+    end = RunEnd.of(trainer, time.perf_counter() - start)
+    held = trainer.evaluate(full=False)["heldout_loss"]
+    summary = summarize(trainer.vae, data, held, end, (pots, resp))
     if distributed.world_size() > 1:
         summary["distributed"] = {
             "world_size": distributed.world_size(),
             "rank_state_sha256": distributed.state_digests(trainer.vae),
         }
     if main:
-        write_outputs(trainer, data, summary, (pots, resp), work, cfg.output.plots)
+        write_outputs(
+            trainer.vae,
+            trainer.history,
+            trainer.manager.log,
+            data,
+            summary,
+            (pots, resp),
+            work,
+            cfg.output.plots,
+        )
     return FitResult(trainer.vae, trainer, summary, out)
 
 
@@ -353,11 +359,12 @@ def new_trainer(cfg: Config, train_x: torch.Tensor, heldout_x: torch.Tensor) -> 
     return CurriculumTrainer.from_config(cfg, train_x, heldout_x)
 
 
-def _steps_per_epoch(cfg: Config, rows: int) -> int:
+def steps_per_epoch(cfg: Config, rows: int) -> int:
+    """The optimizer steps of one epoch over ``rows`` training rows (all ranks together)."""
     return math.ceil(rows / (cfg.train.batch_size * distributed.world_size()))
 
 
-class _NonFiniteGuard:
+class NonFiniteGuard:
     """
     A fit that cannot train must not report success. The trainer counts non-finite steps
     across epochs, rolls back, and raises :class:`TrainingFailed` when rollbacks find
@@ -430,7 +437,7 @@ def _grown_run(run: Path, cfg: Config) -> Tuple[Dict[str, Any], Config]:
     if not run.is_dir():
         raise PotsInputError(f"run directory '{run}' does not exist")
     state = run_dir.load_checkpoint(run)
-    check_header(state, run, CHECKPOINT_FORMAT)
+    check_header(state, run, run_dir.CHECKPOINT_FORMAT)
     if load_config(run / run_dir.CONFIG).model != cfg.model:
         raise PotsInputError(f"the config's model section differs from the run's in '{run}'")
     epoch = state["trainer"].get("epoch") if isinstance(state["trainer"], dict) else None
@@ -441,32 +448,61 @@ def _grown_run(run: Path, cfg: Config) -> Tuple[Dict[str, Any], Config]:
 
 
 @torch.no_grad()
-def open_responsibilities(
-    trainer: CurriculumTrainer, data: Dataset
-) -> Tuple[List[int], np.ndarray]:
+def open_responsibilities(vae: PotsVAE, data: Dataset) -> Tuple[List[int], np.ndarray]:
     """The open pot ids and the responsibilities of every row of ``data`` over them."""
-    vae = trainer.vae
-    pots = vae.active.nonzero().squeeze(-1).tolist()
-    resp = vae.responsibilities(torch.from_numpy(data.X).to(trainer.device))
+    pots = vae.open_ids().tolist()
+    resp = vae.responsibilities(torch.from_numpy(data.X).to(vae.active.device))
     return pots, resp.cpu().numpy()[:, pots]
 
 
+@dataclass(frozen=True)
+class RunEnd:
+    """How a fit ended: the entries ``summary.json`` adds to the model's numbers."""
+
+    final_loss: Optional[float]  #: the last epoch's training loss; None if none was computed
+    epochs: int
+    stages: int
+    stop_reason: str
+    seconds: float
+
+    @classmethod
+    def of(cls, trainer: CurriculumTrainer, seconds: float) -> "RunEnd":
+        """The end of ``trainer``'s run, ``seconds`` after it started."""
+        last = trainer.history[-1]["train_loss"] if trainer.history else None
+        return cls(
+            # null, never 0.0, when the last epoch computed no loss (every step non-finite)
+            final_loss=last if _finite(last) else None,
+            epochs=trainer.epoch,
+            stages=trainer.manager.stage + 1,
+            stop_reason=trainer.manager.stop_reason,
+            seconds=seconds,
+        )
+
+
+def heldout_loss(vae: PotsVAE, train_x: torch.Tensor, heldout_x: torch.Tensor, seed: int) -> float:
+    """The mixture loss of ``heldout_x`` (nats per row), the weights from ``train_x``: the
+    number the stage manager judges by (the trainer's ``evaluate``), without a trainer."""
+    return stage_scores.epoch_scores(vae, train_x, heldout_x, seed).heldout_loss
+
+
 def summarize(
-    trainer: CurriculumTrainer,
+    vae: PotsVAE,
     data: Dataset,
-    seconds: float,
+    heldout: float,
+    end: Optional[RunEnd] = None,
     responsibilities: Optional[Tuple[List[int], np.ndarray]] = None,
 ) -> Dict[str, Any]:
-    """The headline numbers of a fitted model on all rows of ``data`` (pass
-    ``responsibilities`` from :func:`open_responsibilities` when already computed)."""
-    pots, resp = responsibilities or open_responsibilities(trainer, data)
+    """The headline numbers of a fitted model on all rows of ``data``: ``summary.json``
+    with ``end`` (how the fit ended), ``evaluate``'s numbers without it.
+
+    :param heldout: the held-out mixture loss (:func:`heldout_loss`).
+    :param responsibilities: from :func:`open_responsibilities`, when already computed.
+    """
+    pots, resp = responsibilities or open_responsibilities(vae, data)
     assign = resp.argmax(-1)
     usage = {pot: float((assign == j).mean()) for j, pot in enumerate(pots)}
     entropy = -(resp * np.log(np.clip(resp, 1e-30, 1))).sum(-1)
-    history = trainer.history
-    # null, never 0.0, when the last epoch computed no loss (every step non-finite)
-    last_loss = history[-1]["train_loss"] if history else None
-    summary = {
+    summary: Dict[str, Any] = {
         "data": data.name,
         "n_rows": data.n_rows,
         "n_active": len(pots),
@@ -477,36 +513,43 @@ def summarize(
             "mean_max_resp": float(resp.max(-1).mean()),
             "mean_entropy": float(entropy.mean()),
             "mean_max_posterior": uncertainty.mean_max_posterior(
-                trainer.vae, torch.from_numpy(data.X).to(trainer.device)
+                vae, torch.from_numpy(data.X).to(vae.active.device)
             ),
         },
-        "final_loss": last_loss if _finite(last_loss) else None,
-        "heldout_loss": trainer.evaluate(full=False)["heldout_loss"],
-        "epochs": trainer.epoch,
-        "stages": trainer.manager.stage + 1,
-        "stop_reason": trainer.manager.stop_reason,
-        "time_s": round(seconds, 2),
     }
+    if end is not None:
+        summary["final_loss"] = end.final_loss
+    summary["heldout_loss"] = heldout
+    if end is not None:
+        summary.update(
+            epochs=end.epochs,
+            stages=end.stages,
+            stop_reason=end.stop_reason,
+            time_s=round(end.seconds, 2),
+        )
     if data.labels is not None:
         summary["clustering"] = clustering_scores(data.labels, np.asarray(pots)[assign])
     return summary
 
 
 def write_outputs(
-    trainer: CurriculumTrainer,
+    vae: PotsVAE,
+    history: List[Dict[str, Any]],
+    log: List[Dict[str, Any]],
     data: Dataset,
     summary: Dict[str, Any],
     responsibilities: Tuple[List[int], np.ndarray],
     out: Path,
     with_plots: bool,
 ) -> None:
-    """The run directory's files; ``summary.json`` last (a summary means a finished run)."""
-    vae = trainer.vae
+    """The files of a fitted run after its checkpoint: ``history.csv``, ``stages.json``
+    (the decision ``log``), ``assignments.csv``, ``plots/``, and ``summary.json`` last (a
+    summary means a finished run). Used by :func:`fit` and ``PotsMixture.save``."""
     pots, resp = responsibilities
-    run_dir.write_history(trainer.history, vae.num_pots, out / run_dir.HISTORY)
-    run_dir.write_json(trainer.manager.log, out / run_dir.STAGES)
+    run_dir.write_history(history, vae.num_pots, out / run_dir.HISTORY)
+    run_dir.write_json(log, out / run_dir.STAGES)
     run_dir.write_assignments(resp, pots, data.labels, out / run_dir.ASSIGNMENTS)
     if with_plots:
-        plots.write_run_plots(trainer.history, trainer.manager.log, resp, vae, data, out / "plots")
+        plots.write_run_plots(history, log, resp, vae, data, out / run_dir.PLOTS)
     # last: a run directory with a summary is a finished run
     run_dir.write_json(summary, out / run_dir.SUMMARY)

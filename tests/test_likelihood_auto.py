@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pyro_pots import PotsMixture, fit
 from pyro_pots.config import load_config, model_kwargs, resolve_likelihood
@@ -51,6 +52,17 @@ def test_auto_is_a_config_value_and_resolves_against_the_data(unit, standardised
     assert resolved.model.likelihood == "normal"
     # only the likelihood changes
     assert resolved.model.num_pots == cfg.model.num_pots and resolved.train == cfg.train
+
+
+def test_auto_looks_at_every_part_of_the_data(unit):
+    cfg = load_config(None, ["model.likelihood=auto"])
+    train, held = torch.from_numpy(unit[:150]), torch.from_numpy(unit[150:])
+    assert resolve_likelihood(cfg, train, held).model.likelihood == "bernoulli"
+    # one held-out value outside [0, 1] is enough: the held-out rows are scored too
+    assert resolve_likelihood(cfg, train, held + 1.0).model.likelihood == "normal"
+    assert resolve_likelihood(cfg, unit, np.array([[2.0] * 8])).model.likelihood == "normal"
+    # an empty part (no held-out rows) says nothing
+    assert resolve_likelihood(cfg, train, held[:0]).model.likelihood == "bernoulli"
 
 
 @pytest.mark.parametrize("name", LIKELIHOODS)

@@ -82,7 +82,7 @@ from pyro_pots.config.yaml_io import (
     dump_yaml,
     read_yaml,
 )
-from pyro_pots.data.dataset import AUTO_LIKELIHOOD, Dataset
+from pyro_pots.data.dataset import AUTO_LIKELIHOOD, Dataset, auto_likelihood
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model.priors import LogitMoGPrior
 
@@ -199,21 +199,23 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
     }
 
 
-def resolve_likelihood(cfg: Config, data: Dataset) -> Config:
+def resolve_likelihood(cfg: Config, *data: Dataset | Any) -> Config:
     """``cfg`` with ``model.likelihood: auto`` replaced by the likelihood the data calls
-    for: ``bernoulli`` when every value of ``data`` lies in [0, 1], ``normal`` otherwise
-    (:meth:`~pyro_pots.data.Dataset.auto_likelihood`). Call it where the data is loaded
-    against the config, before the config is saved or a model built, so that a run's
-    ``config.yaml`` names the likelihood it was fitted with.
+    for: ``bernoulli`` when every value lies in [0, 1], ``normal`` otherwise
+    (:func:`~pyro_pots.data.dataset.auto_likelihood`). Call it where the data meets the
+    config, before the config is saved or a model built, so that a run's ``config.yaml``
+    names the likelihood it was fitted with.
 
     :param cfg: a configuration.
-    :param data: the data the configuration is fitted to (all of it, not one split, so
-        that held-out rows are in the chosen likelihood's support too).
+    :param data: what ``cfg`` is fitted to, all of it (held-out rows too, so that they lie
+        in the chosen likelihood's support): :class:`~pyro_pots.data.Dataset` objects,
+        numpy arrays or torch tensors.
     :returns: ``cfg`` itself when its likelihood is named, else a resolved copy.
     """
     if cfg.model.likelihood != AUTO_LIKELIHOOD:
         return cfg
-    return replace(cfg, model=replace(cfg.model, likelihood=data.auto_likelihood()))
+    rows = [part.X if isinstance(part, Dataset) else part for part in data]
+    return replace(cfg, model=replace(cfg.model, likelihood=auto_likelihood(*rows)))
 
 
 if __doc__ is not None:  # None under python -OO

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,24 @@ _UNIT_INTERVAL_LIKELIHOODS = frozenset({"bernoulli", "continuous_bernoulli"})
 #: The config's name for "pick by the data" (:meth:`Dataset.auto_likelihood`); a config-level
 #: choice, resolved before a model is built (:class:`~pyro_pots.model.PotsVAE` takes names).
 AUTO_LIKELIHOOD = "auto"
+
+
+def auto_likelihood(*rows: Any) -> str:
+    """What ``likelihood: auto`` means for data: ``bernoulli`` when every value of every
+    array lies in [0, 1] (images scaled to [0, 1], binary data), ``normal`` otherwise
+    (standardised or raw measurements, outside the bernoulli likelihoods' support).
+
+    :param rows: numpy arrays or torch tensors (a training and a held-out part, say); an
+        empty one says nothing.
+    :returns: ``"bernoulli"`` or ``"normal"``.
+    """
+    for x in rows:
+        if (x.numel() if hasattr(x, "numel") else np.size(x)) == 0:
+            continue
+        # min and max, not an elementwise mask: no copy of the data; NaN compares False
+        if not (float(x.min()) >= 0.0 and float(x.max()) <= 1.0):
+            return "normal"
+    return "bernoulli"
 
 
 def as_feature_matrix(array: object, where: str) -> np.ndarray:
@@ -207,16 +226,9 @@ class Dataset:
             image_shape=self.image_shape,
         )
 
-    def in_unit_interval(self) -> bool:
-        """Whether every value lies in [0, 1], the support of the bernoulli likelihoods."""
-        return bool(np.all((self.X >= 0.0) & (self.X <= 1.0)))
-
     def auto_likelihood(self) -> str:
-        """What ``likelihood: auto`` means for this data: ``bernoulli`` when every value
-        lies in [0, 1] (images scaled to [0, 1], binary data), ``normal`` otherwise
-        (standardised or raw measurements, which the bernoulli likelihoods cannot score).
-        """
-        return "bernoulli" if self.in_unit_interval() else "normal"
+        """What ``likelihood: auto`` means for these rows (:func:`auto_likelihood`)."""
+        return auto_likelihood(self.X)
 
     def check_support(self, likelihood: str) -> None:
         """Check that the data lie in the support of an observation likelihood.

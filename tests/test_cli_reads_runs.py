@@ -148,3 +148,23 @@ def test_load_run_refuses_a_changed_data_file_as_the_cli_does(tmp_path, capsys):
     assert "is not the data the run in" in str(info.value)
     assert _cli_error(["evaluate", "--run", str(out)], capsys) == str(info.value)
     assert _cli_error(["sample", "--run", str(out)], capsys) == str(info.value)
+
+
+def test_growing_refuses_an_unfinished_run_and_a_crafted_checkpoint(run, tmp_path, capsys):
+    import shutil
+
+    grow = ["fit", "--quiet", "--data", "synthetic:k=2,d=8,n=240,seed=4"]
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run, unfinished)
+    (unfinished / "summary.json").unlink()
+    argv = [*grow, "--resume-from", str(unfinished), "--out", str(tmp_path / "a")]
+    assert "--resume" in _cli_error(argv, capsys)
+    crafted = tmp_path / "crafted"
+    shutil.copytree(run, crafted)
+    state = torch.load(crafted / "checkpoint.pt", weights_only=True)
+    moments = next(iter(state["trainer"]["optimizer"]["state"].values()))
+    moments["exp_avg"] = torch.zeros(7)  # smaller than its parameter: the fused kernel's heap
+    torch.save(state, crafted / "checkpoint.pt")
+    argv = [*grow, "--resume-from", str(crafted), "--out", str(tmp_path / "b")]
+    assert "optimizer entry" in _cli_error(argv, capsys)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -90,6 +90,18 @@ def load_trainer_state(
     raise PotsInputError(f"checkpoint '{where}' does not fit the run's config: {problem}")
 
 
+def check_trainer_state(trainer: Any, state: Any, where: Path) -> None:
+    """The checks of :func:`load_trainer_state`, without loading: for a caller that loads
+    ``state`` its own way (growing a fitted run on new data: its kick targets are the old
+    rows').
+
+    :raises PotsInputError: in one line, naming the first mismatch.
+    """
+    problem = _problem(trainer, state, None)
+    if problem is not None:
+        raise PotsInputError(f"checkpoint '{where}' does not fit the run's config: {problem}")
+
+
 def _probe(trainer: Any) -> None:
     """Let a copy of the loaded trainer judge an epoch and stop, as the run will: a state
     that loads but cannot be acted on (a pending split without the state it would restore)

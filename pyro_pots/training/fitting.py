@@ -21,11 +21,16 @@ from tqdm import tqdm
 from pyro_pots import plots, run_dir, uncertainty
 from pyro_pots.config import Config, load_config, save_config
 from pyro_pots.data import Dataset, load_data
-from pyro_pots.errors import FitInterrupted, PotsInputError, TrainingFailed
+from pyro_pots.errors import FitInterrupted, PotsInputError, TrainingFailed, first_line
+from pyro_pots.fitted_run import check_finished
 from pyro_pots.metrics import clustering_scores
 from pyro_pots.model import PotsVAE
 from pyro_pots.storage import RunStaging, fingerprint
-from pyro_pots.storage.checkpoints import check_header, load_trainer_state
+from pyro_pots.storage.checkpoints import (
+    check_header,
+    check_trainer_state,
+    load_trainer_state,
+)
 from pyro_pots.training import distributed, stage_scores
 from pyro_pots.training.parts import resolve_device
 from pyro_pots.training.trainer import CurriculumTrainer
@@ -273,7 +278,7 @@ def _fit(
     if checkpoint is not None:
         load_trainer_state(trainer, checkpoint["trainer"], out / run_dir.CHECKPOINT, train.n_rows)
     if grown is not None:
-        trainer.grow_from(grown["trainer"])
+        _grow(trainer, grown["trainer"], Path(grow_from) / run_dir.CHECKPOINT)
     state["epoch"] = trainer.epoch
 
     spent = checkpoint.get("time_s") if checkpoint else None
@@ -432,10 +437,23 @@ def _check_grow_paths(run: Path, out: Path) -> None:
         )
 
 
+def _grow(trainer: CurriculumTrainer, state: Dict[str, Any], where: Path) -> None:
+    """``trainer.grow_from(state)``, the state checked first as ``--resume`` checks its
+    own (Adam's moments of another shape would corrupt memory in the fused kernel)."""
+    check_trainer_state(trainer, state, where)
+    try:
+        trainer.grow_from(state)
+    except Exception as error:  # any inconsistency torch or the manager finds
+        raise PotsInputError(
+            f"checkpoint '{where}' does not fit the run's config: "
+            f"{type(error).__name__}: {first_line(error)}"
+        ) from None
+
+
 def _grown_run(run: Path, cfg: Config) -> Tuple[Dict[str, Any], Config]:
-    """The checkpoint to grow from, and ``cfg`` with the epoch budget made a total."""
-    if not run.is_dir():
-        raise PotsInputError(f"run directory '{run}' does not exist")
+    """The checkpoint to grow from, of a finished run, and ``cfg`` with the epoch budget
+    made a total."""
+    check_finished(run)  # not one a fit is writing, nor one interrupted (--resume it)
     state = run_dir.load_checkpoint(run)
     check_header(state, run, run_dir.CHECKPOINT_FORMAT)
     if load_config(run / run_dir.CONFIG).model != cfg.model:

@@ -168,3 +168,22 @@ def test_growing_refuses_an_unfinished_run_and_a_crafted_checkpoint(run, tmp_pat
     argv = [*grow, "--resume-from", str(crafted), "--out", str(tmp_path / "b")]
     assert "optimizer entry" in _cli_error(argv, capsys)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_saved_run_with_its_data_file_can_be_overwritten(run, tmp_path):
+    import shutil
+
+    from pyro_pots import run_dir
+
+    saved = tmp_path / "saved"
+    shutil.copytree(run, saved)
+    assert (saved / run_dir.DATA).is_file()  # the estimator's rows: a run's own file
+    est = PotsMixture(config={**TWO_POTS, "train.max_epochs": 2}, random_state=1)
+    est.fit(make_synthetic(n_clusters=2, n_features=8, n_rows=100, seed=1).X)
+    with pytest.raises(PotsInputError, match="exists"):
+        est.save(saved, plots=False)
+    est.save(saved, overwrite=True, plots=False)
+    assert load_run(saved).summary["n_rows"] == 100
+    argv = ["fit", "--out", str(saved), *QUICK, "--overwrite"]
+    assert main(argv) == 0  # the CLI replaces it too, data.npy included
+    assert not (saved / run_dir.DATA).exists()

@@ -299,7 +299,7 @@ def evaluate_command(args: argparse.Namespace) -> Dict[str, Any]:
     data = load_data(args.data, cfg.model.likelihood) if args.data else own
     check_fits(data, model)
     rows = torch.from_numpy(data.X).to(model.active.device)
-    # all rows are both the weights' rows and the scored ones, as in the fit's summary
+    # every row gives the mixture weights and is scored (the fit: training rows, held-out rows)
     summary = summarize(model, data, heldout_loss(model, rows, rows, cfg.train.seed))
     summary["heldout_loss_note"] = "mixture loss on all rows of this data (nats per row)"
     if out is not None:

@@ -10,7 +10,10 @@ decisions, read from a run directory by :func:`load_run` without any training ma
     run.score_samples(x)          # per-row bound on log p(x), as `evaluate --output`
 
 The methods shared with :class:`~pyro_pots.estimator.PotsMixture` live here, in
-:class:`PotsPredictions`, so that both answer with one implementation.
+:class:`PotsPredictions`, so that both answer with one implementation. So does the one
+reading of a run: the command line's ``evaluate``, ``label``, ``sample`` and ``ppc`` read
+runs through :func:`load_run` (and :func:`run_data`), with the same checks and one-line
+refusals (``docs/reliability.md``).
 """
 
 import json
@@ -212,8 +215,9 @@ def load_run(path: Union[str, Path]) -> FittedRun:
 
     :param path: the run directory.
     :raises PotsInputError: in one line: no such directory, an unfinished run (no
-        ``summary.json``), a ``config.yaml`` edited since the checkpoint, or a checkpoint
-        that is unreadable or does not fit the config.
+        ``summary.json``: the line names ``fit --resume``, or the pid of the fit writing
+        it), a ``config.yaml`` edited since the checkpoint, or a checkpoint that is
+        unreadable or does not fit the model its config builds.
     """
     run = Path(path)
     cfg, model, history = _read_model(run)
@@ -245,8 +249,9 @@ def _read_model(run: Path) -> Tuple[Config, PotsVAE, List[Dict[str, Any]]]:
     """The one reading of a finished run's model, for :func:`load_run`, :func:`load_model`
     and every command that reads a run: finished (else the line names ``fit --resume``),
     its ``config.yaml`` the one its checkpoint was written with, and the checkpoint checked
-    against the model the config builds (:func:`~pyro_pots.storage.checkpoints.
-    check_finished_state`) before its weights are loaded."""
+    against the model the config builds
+    (:func:`~pyro_pots.storage.checkpoints.check_finished_state`) before its weights are
+    loaded."""
     check_finished(run)
     cfg = load_config(run / run_dir.CONFIG)
     state = run_dir.load_checkpoint(run)

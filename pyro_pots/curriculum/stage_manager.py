@@ -45,7 +45,7 @@ class StageManager:
     The curriculum's state machine.
 
     Call :meth:`observe` once per epoch with a held-out loss that is **comparable across
-    numbers of open pots** (:func:`~pyro_pots.training.scoring.mixture_loss`), the share of
+    numbers of open pots** (:func:`~pyro_pots.model.scoring.mixture_loss`), the share of
     the data each open pot takes, each pot's misfit (total negative ELBO of its data) and,
     when the normality rule is on, each pot's normality statistic
     (:func:`~pyro_pots.curriculum.normality.split_normality`).

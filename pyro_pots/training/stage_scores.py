@@ -2,7 +2,7 @@
 The numbers the stage manager judges by, computed from the model and the data.
 
 Every epoch: the held-out mixture loss (comparable across numbers of open pots, see
-:mod:`~pyro_pots.training.scoring`) and each pot's share of the training rows. At a stage
+:mod:`~pyro_pots.model.scoring`) and each pot's share of the training rows. At a stage
 end, in addition: each pot's misfit and normality, the pending split's agreement with its
 kick, and the split's **evidence**: the paired per-row held-out gain over the model before
 the split, with its standard error. Every score reuses fixed noise (common random
@@ -17,8 +17,8 @@ import torch
 
 from pyro_pots.curriculum.normality import split_normality
 from pyro_pots.model import PotsVAE
+from pyro_pots.model.scoring import PotScores, mixture_loss, pot_scores, weights_from_mean
 from pyro_pots.training import distributed
-from pyro_pots.training.scoring import PotScores, mixture_loss, pot_scores, weights_from_mean
 
 #: rows each normality test and each split proposal sees at most.
 MAX_SPLIT_ROWS = 5000

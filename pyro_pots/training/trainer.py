@@ -29,9 +29,9 @@ from pyro_pots.curriculum.proposals import parse_proposals, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError, TrainingFailed
 from pyro_pots.model import PotsVAE
+from pyro_pots.model.scoring import PotScores
 from pyro_pots.training import distributed, stage_scores
 from pyro_pots.training.parts import ElboMethod, adam, build_manager, resolve_device
-from pyro_pots.training.scoring import PotScores
 from pyro_pots.training.svi_fit import lambda_schedule
 
 #: rollbacks in a row, with no finite step between them, after which training gives up.

@@ -67,7 +67,7 @@ from sklearn.manifold import SpectralEmbedding
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
 from pyro_pots import PotsVAE, fit, load_run, pots_mask
-from pyro_pots.config import load_config, model_kwargs
+from pyro_pots.config import load_config, model_kwargs, resolve_likelihood
 from pyro_pots.data import load_data
 from pyro_pots.metrics import clustering_scores
 from pyro_pots.training.svi_fit import fit_svi
@@ -249,6 +249,7 @@ def run_all_open(overrides: List[str], name: str, spec: str, seed: int, out: Pat
     )
     torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data.spec, cfg.model.likelihood)
+    cfg = resolve_likelihood(cfg, data)
     pyro.set_rng_seed(seed)
     vae = PotsVAE(data.n_features, **model_kwargs(cfg))
     x = torch.from_numpy(data.X)

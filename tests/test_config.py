@@ -85,7 +85,6 @@ SIGNATURE_DEFAULTS = [
     ("model.latent_dim", PotsVAE.__init__, "latent_dim"),
     ("model.hidden_dim", PotsVAE.__init__, "hidden_dim"),
     ("model.decoder_hidden_dim", PotsVAE.__init__, "decoder_hidden_dim"),
-    ("model.likelihood", PotsVAE.__init__, "likelihood"),
     ("model.responsibility_kl", PotsVAE.__init__, "responsibility_kl"),
     ("prior.kind", PotsVAE.__init__, "logit_prior"),
     ("prior.logits_guide", PotsVAE.__init__, "logits_guide"),
@@ -103,6 +102,7 @@ SIGNATURE_DEFAULTS = [
 TABLE_DEFAULTS = {
     "data.spec": "digits",
     "model.num_pots": 20,
+    "model.likelihood": "auto",
     "data.heldout_fraction": 0.1,
     "data.seed": 0,
     "prior.lam_warmup_epochs": 10,
@@ -165,18 +165,27 @@ def test_reference_in_docstring_names_every_key_with_default():
 
 def test_model_section_is_pots_vae_arguments():
     parameters = set(inspect.signature(PotsVAE.__init__).parameters)
-    kwargs = model_kwargs(default_config())
+    kwargs = model_kwargs(load_config(None, ["model.likelihood=bernoulli"]))
     assert set(kwargs) == parameters - {"self", "data_dim", "name"}
     assert kwargs["routing"] == "gumbel" and kwargs["logits_guide"] == "delta"
 
 
 def test_model_kwargs_build_pots_vae():
-    kwargs = model_kwargs(load_config(overrides=["prior.M=7", "prior.sigma=2"]))
+    kwargs = model_kwargs(
+        load_config(overrides=["prior.M=7", "prior.sigma=2", "model.likelihood=bernoulli"])
+    )
     assert isinstance(kwargs["logit_prior"], LogitMoGPrior)
     assert (kwargs["logit_prior"].M, kwargs["logit_prior"].sigma) == (7.0, 2.0)
-    vae = PotsVAE(64, **model_kwargs(default_config()))
+    vae = PotsVAE(64, **model_kwargs(load_config(None, ["model.likelihood=normal"])))
     assert vae.num_pots == default_config().model.num_pots
-    cfg = load_config(overrides=["prior.kind=none", "routing.mode=softmax", "model.num_pots=3"])
+    cfg = load_config(
+        overrides=[
+            "prior.kind=none",
+            "routing.mode=softmax",
+            "model.num_pots=3",
+            "model.likelihood=bernoulli",
+        ]
+    )
     kwargs = model_kwargs(cfg)
     assert kwargs["logit_prior"] == "none"
     vae = PotsVAE(8, **kwargs)

@@ -186,7 +186,7 @@ def test_bad_input_to_fit(data):
     with pytest.raises(PotsInputError, match="non-finite"):
         PotsMixture(config=TINY).fit(np.where(data > 0.5, np.inf, data))
     with pytest.raises(PotsInputError, match="likelihood 'bernoulli' needs every value"):
-        PotsMixture(config=TINY).fit(data * 5)
+        PotsMixture(config={**TINY, "model.likelihood": "bernoulli"}).fit(data * 5)
 
 
 def _evaluate_neg_elbo(run: Path, tmp_path: Path) -> np.ndarray:

@@ -103,11 +103,6 @@ def test_estimator_keeps_an_explicit_likelihood(unit):
         PotsMixture(config={**TINY, "model.likelihood": "bernoulli"}).fit(unit * 3 - 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: training/fitting.py resolves model.likelihood after load_data "
-    "(cfg = resolve_likelihood(cfg, data)); remove this mark when it does",
-)
 def test_fit_records_the_resolved_likelihood_in_config_yaml(standardised, tmp_path):
     data = tmp_path / "standardised.npy"
     np.save(data, standardised)

@@ -96,7 +96,7 @@ class ModelConfig(Section):
     )
     likelihood: str = key(
         choice(LIKELIHOODS + (AUTO_LIKELIHOOD,)),
-        from_signature(PotsVAE.__init__, "likelihood"),
+        AUTO_LIKELIHOOD,
         "p(x | decoder output); the bernoulli ones need data in [0, 1]; ``auto``: "
         "``bernoulli`` when every value is in [0, 1], else ``normal``, resolved when the "
         "data is loaded and recorded in the run's config",

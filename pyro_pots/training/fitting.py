@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from pyro_pots import plots, run_dir, uncertainty
-from pyro_pots.config import Config, load_config, save_config
+from pyro_pots.config import Config, load_config, resolve_likelihood, save_config
 from pyro_pots.data import Dataset, load_data
 from pyro_pots.errors import FitInterrupted, PotsInputError, TrainingFailed, first_line
 from pyro_pots.fitted_run import check_finished
@@ -242,10 +242,11 @@ def _fit(
         cfg = load_config(out / run_dir.CONFIG, [f"train.max_epochs={cfg.train.max_epochs}"])
         marker = run_dir.read_marker(out)
         state["saved_epoch"] = checkpoint["trainer"].get("epoch")
-    if grow_from is not None:
-        grown, cfg = _grown_run(Path(grow_from), cfg)
     torch.set_num_threads(cfg.train.threads)
     data = load_data(cfg.data.spec, cfg.model.likelihood)
+    cfg = resolve_likelihood(cfg, data)  # auto: named by the data, recorded in config.yaml
+    if grow_from is not None:  # after resolving: the grown run's model section is compared
+        grown, cfg = _grown_run(Path(grow_from), cfg)
     train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
     if marker is not None:
         fingerprint.verify(

@@ -22,7 +22,7 @@ from pyro.infer import JitTrace_ELBO, Trace_ELBO
 from pyro.util import get_rng_state, set_rng_state
 
 from pyro_pots import handlers
-from pyro_pots.config import Config, model_kwargs
+from pyro_pots.config import Config, model_kwargs, resolve_likelihood
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.proposals import parse_proposals, propose
@@ -103,6 +103,7 @@ class CurriculumTrainer:
         device = distributed.local_device(resolve_device(cfg.train.device))
         pyro.set_rng_seed(cfg.train.seed)
         if model is None:
+            cfg = resolve_likelihood(cfg, train_x, heldout_x)  # auto: named by the data
             model = PotsVAE(train_x.shape[1], **model_kwargs(cfg))
         elif model.encoder.trunk.in_features != train_x.shape[1]:
             raise PotsInputError(

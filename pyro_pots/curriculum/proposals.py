@@ -48,13 +48,9 @@ def spectral_bisection(rows: torch.Tensor, seed: int) -> np.ndarray:
     return two_means(torch.from_numpy(vectors[:, 1:2]), seed)
 
 
-def _two_means(rows: torch.Tensor, seed: int) -> np.ndarray:
-    return two_means(rows, seed)
-
-
 #: proposal name -> function (rows, seed) -> labels in {0, 1}, 0 for the larger half.
 PROPOSALS: Dict[str, Callable[[torch.Tensor, int], np.ndarray]] = {
-    "two_means": _two_means,
+    "two_means": two_means,
     "spectral": spectral_bisection,
 }
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from test_cli_and_examples import TINY
+from test_estimator import TINY as TWO_POTS  # two pots open from the start: weights 0.35, 0.65
 
 import pyro_pots
 from pyro_pots import PotsMixture, load_run
@@ -20,15 +21,6 @@ from pyro_pots.training.trainer import CurriculumTrainer
 
 #: a CLI fit of a few epochs
 QUICK = [*TINY, "--set", "output.plots=false", "--set", "train.max_epochs=3"]
-#: an estimator fit with two pots open from the start (they stay: weights 0.35 and 0.65)
-TWO_POTS = {
-    "model.num_pots": 3,
-    "model.hidden_dim": 16,
-    "model.decoder_hidden_dim": 16,
-    "train.max_epochs": 15,
-    "train.threads": 1,
-    "curriculum.start_pots": 2,
-}
 
 
 @pytest.fixture(scope="module")

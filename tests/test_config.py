@@ -6,12 +6,10 @@ import dataclasses
 import inspect
 import os
 import threading
-import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_data import peak_allocation_below
 
 import pyro_pots.config as config_module
 from pyro_pots.config import (
@@ -53,18 +51,6 @@ def _error(*names: str, path=None, overrides=(), text=None, tmp_path=None) -> st
     for name in names:
         assert name in message, f"{name!r} not in {message!r}"
     return message
-
-
-@contextmanager
-def _peak_allocation_below(limit: int) -> Iterator[None]:
-    """Fail if the block's traced peak allocation reaches ``limit`` bytes."""
-    tracemalloc.start()
-    try:
-        yield
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    assert peak < limit, f"peak allocation {peak} bytes"
 
 
 def _get(cfg: Config, dotted: str):
@@ -482,7 +468,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 def test_yaml_alias_bomb_is_refused_while_composing(tmp_path):
     assert len(BOMB.encode()) < 600
-    with _peak_allocation_below(2**21):
+    with peak_allocation_below(2**21):
         _error("invalid YAML", "more than 10000 values", text=BOMB, tmp_path=tmp_path)
     _error("override 'data.spec=", "more than 10000 values", overrides=["data.spec=" + BOMB])
     value = "{" + BOMB.replace("\n", ", ") + "}"
@@ -507,7 +493,7 @@ def test_a_huge_value_is_never_rendered_whole():
     value = [0] * 10
     for _ in range(8):
         value = [value] * 10
-    with _peak_allocation_below(2**20), pytest.raises(PotsInputError) as info:
+    with peak_allocation_below(2**20), pytest.raises(PotsInputError) as info:
         config_module.DataConfig(spec=value)
     assert "config key 'data.spec'" in str(info.value) and len(str(info.value)) < 200
     with pytest.raises(PotsInputError) as info:

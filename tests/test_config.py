@@ -114,7 +114,7 @@ TABLE_DEFAULTS = {
     "curriculum.parent_rule": "usage",
     "train.max_epochs": 800,
     "train.device": "auto",
-    "train.threads": 2,
+    "train.threads": 1,
     "train.jit": False,
     "train.bad_step_patience": 5,
     "train.rollback_lr_factor": 0.5,

@@ -10,17 +10,15 @@ copied for each example.
 from __future__ import annotations
 
 import errno
-import itertools
 import shutil
-import tempfile
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_cli_and_examples import TINY
+from test_fuzz import fresh_dir
 
 from pyro_pots.cli import main
 
@@ -37,17 +35,6 @@ def fuzz_settings(max_examples: int):
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
-
-
-_SCRATCH = tempfile.TemporaryDirectory(prefix="pyro_pots_fuzz_runs_")
-_COUNTER = itertools.count()
-
-
-def fresh_dir() -> Path:
-    """A new empty directory for one example (hypothesis examples cannot use tmp_path)."""
-    path = Path(_SCRATCH.name) / f"case{next(_COUNTER)}"
-    path.mkdir()
-    return path
 
 
 def run_cli(argv, capsys):

@@ -9,11 +9,9 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from pyro_pots.config.rules import shown_name
 from pyro_pots.config.sections import SECTIONS, section_keys
-from pyro_pots.config.yaml_io import TOO_DEEP, Loader, yaml_problem
+from pyro_pots.config.yaml_io import load_yaml
 from pyro_pots.data.limits import clipped, shown
 from pyro_pots.errors import PotsInputError
 
@@ -73,10 +71,4 @@ def add_override(tree: dict[str, dict[str, Any]], override: str) -> None:
         )
     section = check_section(section, prefix)
     key = check_key(section, key, prefix)
-    try:
-        value = yaml.load(text, Loader=Loader)
-    except yaml.YAMLError as error:
-        raise PotsInputError(f"{prefix}value: {yaml_problem(error)}") from None
-    except RecursionError:
-        raise PotsInputError(f"{prefix}value: {TOO_DEEP}") from None
-    tree[section][key] = value
+    tree[section][key] = load_yaml(text, f"{prefix}value")

@@ -161,15 +161,20 @@ def _read_text(path: Path, where: str) -> str:
         raise PotsInputError(f"{where}: is not UTF-8 text") from None
 
 
-def read_yaml(path: Path) -> dict:
-    where = f"config file '{clipped(str(path), MAX_SHOWN_PATH)}'"
-    text = _read_text(path, where)
+def load_yaml(text: str, where: str) -> Any:
+    """``text`` parsed by the bounded :class:`Loader`; a problem is one line that starts
+    with ``where`` (the file, or the override and key)."""
     try:
-        tree = yaml.load(text, Loader=Loader)
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as error:
         raise PotsInputError(f"{where}: {yaml_problem(error)}") from None
     except RecursionError:
         raise PotsInputError(f"{where}: {TOO_DEEP}") from None
+
+
+def read_yaml(path: Path) -> dict:
+    where = f"config file '{clipped(str(path), MAX_SHOWN_PATH)}'"
+    tree = load_yaml(_read_text(path, where), where)
     if tree is None:  # an empty file, or only comments: all defaults
         return {}
     if not isinstance(tree, dict):

@@ -7,6 +7,7 @@ never mixes two runs, and never leaves the old run damaged when the new one fail
 - :mod:`~pyro_pots.storage.staging`: where a new fit writes, and the swap that puts it in place.
 - :mod:`~pyro_pots.storage.fingerprint`: the data a run was fitted on, checked on every reload.
 - :mod:`~pyro_pots.storage.checkpoints`: a checkpoint checked against its run before loading.
+- :mod:`~pyro_pots.storage.state_checks`: a trainer state's entries, checked one by one.
 
 The layout of the files themselves is :mod:`pyro_pots.run_dir`'s; the guarantees are
 stated in ``docs/reliability.md``.

@@ -201,13 +201,11 @@ def pot_posterior(nll: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mean_max_posterior(vae: PotsVAE, x: torch.Tensor, rows: int = 4096) -> float:
+def mean_max_posterior(vae: PotsVAE, x: torch.Tensor) -> float:
     """The mean over the rows of ``x`` of ``max_posterior`` (each pot's ELBO, one seeded
-    draw; the weights are the mean responsibilities of ``x`` itself), computed ``rows``
-    rows at a time so that every open pot's decoding of a chunk fits in memory."""
-    parts = [pot_misfit(vae, chunk, None) for chunk in x.split(rows)]
-    resp = torch.cat([part[0] for part in parts])
-    nll = torch.cat([part[2] for part in parts])
+    draw; the weights are the mean responsibilities of ``x`` itself). Memory stays bounded
+    for any ``x``: :func:`~pyro_pots.model.scoring.pot_scores` decodes in chunks of rows."""
+    resp, _, nll = pot_misfit(vae, x, None)
     return pot_posterior(nll, mixture_weights(resp)).max(-1).values.mean().item()
 
 

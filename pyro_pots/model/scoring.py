@@ -49,6 +49,21 @@ class PotScores:
     codes: torch.Tensor  #: ``(A, N, d)``, the guide's latent means
 
 
+#: floats one decoded tensor of :func:`pot_scores` may hold per chunk of rows by default:
+#: ``num_samples x open pots x rows x max(D, decoder width)`` stays at or below this (64 MiB in
+#: float32), e.g. about 1000 rows per chunk at 20 pots and D = 784 (the whole input at once
+#: on digits' 1797 x 64 with a dozen pots).
+MAX_DECODE_FLOATS = 1 << 24
+
+
+def default_chunk_rows(vae: PotsVAE, data_dim: int, num_pots: int, num_samples: int = 1) -> int:
+    """Rows per chunk of :func:`pot_scores` by default: the most rows whose decoding by
+    ``num_pots`` pots (``num_samples`` draws each) holds at most :data:`MAX_DECODE_FLOATS`
+    floats in its widest layer; at least 1."""
+    width = max(data_dim, vae.decoders.hidden_layer.weight.shape[-1])
+    return max(1, MAX_DECODE_FLOATS // (num_samples * max(num_pots, 1) * width))
+
+
 @torch.no_grad()
 def pot_scores(
     vae: PotsVAE,
@@ -56,26 +71,54 @@ def pot_scores(
     active: torch.Tensor,
     num_samples: int = 1,
     generator: Optional[torch.Generator] = None,
+    rows: Optional[int] = None,
 ) -> PotScores:
     """
     Each open pot's ELBO on each row (Monte Carlo over ``num_samples`` draws of z, analytic
     KL) and the responsibilities. Pass a seeded ``generator`` to reuse the same noise at
     every call (common random numbers make epoch-to-epoch differences real ones).
+
+    The rows are scored ``rows`` at a time (default :func:`default_chunk_rows`: one chunk's
+    decoding, ``num_samples x A x rows x D`` floats, stays at most
+    :data:`MAX_DECODE_FLOATS`), so memory is bounded whatever ``N`` is. The noise is drawn
+    once for all rows, in the layout ``(num_samples, A, N, d)`` of an unchunked call, and
+    sliced per chunk: every row sees the same draw at every chunk size (the noise, ``A x N
+    x d`` floats per sample, is ``D / d`` times smaller than the decoding it replaces).
     """
     pots = active.nonzero().squeeze(-1)
+    n = x.shape[0]
+    if rows is None:
+        rows = default_chunk_rows(vae, x.shape[-1], len(pots), num_samples)
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    noise = torch.randn(
+        (num_samples, len(pots), n, vae.latent_dim),
+        generator=generator,
+        dtype=vae.encoder.latent_heads.weight.dtype,
+        device="cpu",
+    )
+    parts = [
+        _chunk_scores(vae, x[start : start + rows], active, pots, noise[:, :, start : start + rows])
+        for start in range(0, n, rows)
+    ] or [_chunk_scores(vae, x, active, pots, noise)]
+    elbo, resp, codes = (torch.cat(part, dim) for part, dim in zip(zip(*parts), (0, 0, 1)))
+    return PotScores(pots=pots, elbo=elbo, resp=resp, codes=codes)
+
+
+def _chunk_scores(
+    vae: PotsVAE, x: torch.Tensor, active: torch.Tensor, pots: torch.Tensor, noise: torch.Tensor
+):
+    """``(elbo (N, A), resp (N, A), codes (A, N, d))`` of one chunk, its noise given."""
     h = vae.encoder.hidden(x)
     y = vae.logits_guide(vae.encoder.logits_params(h)).mean
     resp = masked_softmax(y, active).index_select(-1, pots)
     loc, raw_scale = vae.encoder.latent_heads(h, pots).split(vae.latent_dim, dim=-1)
     scale = softplus(raw_scale) + MIN_SCALE
-    noise = torch.randn(
-        (num_samples,) + loc.shape, generator=generator, dtype=loc.dtype, device="cpu"
-    ).to(loc.device)
-    out = vae.decoders.decode(loc + scale * noise, pots)  # (S, A, N, D)
+    out = vae.decoders.decode(loc + scale * noise.to(loc.device), pots)  # (S, A, N, D)
     log_lik = vae.likelihood(out).log_prob(x).mean(0)  # (A, N)
     q = torch.distributions.Normal(loc, scale)
     kl = kl_divergence(q, torch.distributions.Normal(torch.zeros_like(loc), 1.0)).sum(-1)
-    return PotScores(pots=pots, elbo=(log_lik - kl).T, resp=resp, codes=loc)
+    return (log_lik - kl).T, resp, loc
 
 
 def mixture_weights(resp: torch.Tensor) -> torch.Tensor:

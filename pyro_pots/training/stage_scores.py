@@ -26,6 +26,11 @@ MAX_SPLIT_ROWS = 5000
 #: offsets of the noise seeds from ``train.seed``: one stream per kind of score.
 TRAIN_NOISE, HELDOUT_NOISE = 1, 2
 
+#: rows per chunk of the per-epoch responsibility pass (bounds the encoder's ``rows x
+#: hidden`` activations; a training set of up to this many rows is one chunk). The decoding
+#: passes go through :func:`~pyro_pots.model.scoring.pot_scores`, which chunks by itself.
+RESP_CHUNK_ROWS = 1 << 14
+
 
 @dataclass
 class EpochScores:
@@ -48,7 +53,8 @@ def epoch_scores(
     pots = vae.open_ids()
     a = len(pots)
     rows = distributed.strided(train_x)
-    resp = vae.responsibilities(rows, active).index_select(-1, pots).double()
+    resp = torch.cat([vae.responsibilities(chunk, active) for chunk in rows.split(RESP_CHUNK_ROWS)])
+    resp = resp.index_select(-1, pots).double()
     sums = torch.cat(
         [
             resp.sum(0),

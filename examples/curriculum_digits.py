@@ -19,7 +19,7 @@ import torch
 from pyro_pots.config import load_config
 from pyro_pots.data import load_data
 from pyro_pots.metrics import clustering_scores
-from pyro_pots.training.fitting import open_responsibilities
+from pyro_pots.training.outputs import open_responsibilities
 from pyro_pots.training.trainer import CurriculumTrainer
 
 

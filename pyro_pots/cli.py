@@ -289,7 +289,7 @@ def _read_run(run: Path) -> FittedRun:
 
 def evaluate_command(args: argparse.Namespace) -> Dict[str, Any]:
     """``pyro-pots evaluate``: the summary numbers of a run's model on data."""
-    from pyro_pots.training.fitting import heldout_loss, summarize
+    from pyro_pots.training.outputs import heldout_loss, summarize
 
     run = Path(args.run)
     fitted = _read_run(run)

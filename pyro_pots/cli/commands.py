@@ -1,35 +1,9 @@
-"""
-The ``pyro-pots`` command line.
-
-- ``pyro-pots fit [--config FILE] [--data SPEC] [--out DIR] [--set section.key=value ...]
-  [--overwrite] [--resume] [--resume-from DIR]``: grow a model by the curriculum and write a
-  run directory (``--resume-from``: grow a fitted run on new data into a new directory).
-  With no arguments it fits the bundled digits data with the defaults.
-- ``pyro-pots evaluate --run DIR [--data SPEC] [--output FILE.csv [--samples S]]``: the
-  summary numbers of a run's model on its data or on other data with the same number of
-  features; ``--output`` adds per-row uncertainty and OOD scores (:mod:`pyro_pots.uncertainty`).
-- ``pyro-pots label --run DIR --labels FILE [--data SPEC] [--output FILE.csv]``: map pots
-  to classes from a few labelled rows of the run's data and predict labels
-  (:mod:`pyro_pots.labels`).
-- ``pyro-pots sample --run DIR [--pot K] [-n N] [--out FILE]``: draw rows from the model
-  (a pot by the mixture weights, or ``--pot``; then a draw of the likelihood, not its mean)
-  into an ``.npz`` file.
-- ``pyro-pots ppc --run DIR [--data SPEC] [-n/--num-samples N] [--seed S]``: posterior
-  predictive check of a run (:mod:`pyro_pots.ppc`); writes ``ppc.json`` and
-  ``plots/ppc_*.png`` into the run directory.
-
-Bad input (config, data, argument, checkpoint, an existing output, an output that cannot
-be written, a run that is unfinished or in use) ends in one line on stderr and exit code 2;
-a fit stopped by SIGINT or SIGTERM in one line and exit code 130 or 143. Warnings raised
-while a command runs are shown after it succeeds, and dropped when it fails (the one line
-says what went wrong). ``docs/reliability.md`` states what a run directory guarantees.
-"""
+"""What each ``pyro-pots`` subcommand does (:data:`COMMANDS`): each takes the parsed
+arguments and returns its result as a JSON-ready dict, or raises
+:class:`~pyro_pots.errors.PotsInputError` with the one line :func:`pyro_pots.cli.main` prints."""
 
 import argparse
-import importlib.metadata
-import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -39,7 +13,7 @@ import torch
 from pyro_pots import run_dir
 from pyro_pots.config import load_config
 from pyro_pots.data import Dataset, load_data
-from pyro_pots.errors import FitInterrupted, PotsInputError, first_line, one_line
+from pyro_pots.errors import PotsInputError, first_line
 from pyro_pots.fitted_run import (
     FittedRun,
     check_fits,
@@ -52,160 +26,6 @@ from pyro_pots.fitted_run import (
 from pyro_pots.storage import RunLock, fingerprint
 from pyro_pots.training.distributed import launched_rank
 from pyro_pots.training.parts import resolve_device
-
-#: upper bounds of the counts a command line may ask for: each is far above any useful
-#: value, and below the sizes that exhaust memory (``sample -n`` rows, ``ppc -n``
-#: replicates of the whole data, ``evaluate --samples`` draws per row and pot).
-MAX_SAMPLE_ROWS = 1_000_000
-MAX_REPLICATES = 10_000
-MAX_IMPORTANCE_SAMPLES = 10_000
-
-
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad argument in one line, like every other bad input (no usage block)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} -h)\n")
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows each option's default, except where there is none to show (None, an
-    off switch, an empty list): the option's help says what happens without it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        default = action.default
-        if default is None or default is False or default == [] or not action.help:
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
-def package_version() -> str:
-    """The installed pyro-pots version (the package metadata: ``pyproject.toml``'s)."""
-    try:
-        return importlib.metadata.version("pyro-pots")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        return "unknown (not installed)"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``pyro-pots`` argument parser, one subcommand each (see the module docstring)."""
-    parser = _Parser(
-        prog="pyro-pots",
-        description="Discover the modes of a dataset with a mixture VAE.",
-        formatter_class=_HelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    defaults = load_config()  # the config's own defaults, named in fit's help
-
-    def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
-        return commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
-
-    fit = add_parser("fit", help="grow a model by the curriculum; write a run directory")
-    fit.add_argument("--config", help="YAML config (see examples/configs/; default: the defaults)")
-    fit.add_argument(
-        "--data",
-        help="digits | synthetic[:k=5,...] | a data file (data.spec; "
-        f"default: {defaults.data.spec})",
-    )
-    fit.add_argument("--out", help=f"run directory (output.dir; default: {defaults.output.dir})")
-    fit.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config key (repeatable)",
-    )
-    fit.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    fit.add_argument("--resume", action="store_true", help="continue the run in --out")
-    fit.add_argument(
-        "--resume-from",
-        metavar="DIR",
-        help="grow the fitted run in DIR on --data into a new run --out (its pots stay; "
-        "its config is the base of this one's)",
-    )
-    fit.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    evaluate = add_parser("evaluate", help="score a run's model on data")
-    evaluate.add_argument("--run", required=True, help="run directory")
-    evaluate.add_argument("--data", help="data spec (default: the run's own data)")
-    evaluate.add_argument("--output", help="per-row scores CSV (pot, max_resp, entropy, ...)")
-    evaluate.add_argument(
-        "--samples",
-        type=_count(MAX_IMPORTANCE_SAMPLES),
-        help="importance-weighted neg_elbo with S draws per pot (default: the plain ELBO)",
-    )
-    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-
-    label = add_parser("label", help="map pots to classes; predict labels")
-    label.add_argument("--run", required=True, help="run directory")
-    label.add_argument(
-        "--labels",
-        required=True,
-        help="CSV of 'row,label' pairs, or one label per row of the run's data",
-    )
-    label.add_argument("--data", help="data to predict (default: the run's own data)")
-    label.add_argument("--output", help="predictions CSV (row, pot, label[, true_label])")
-    label.add_argument(
-        "--fallback",
-        choices=("next", "unknown"),
-        default="next",
-        help="a row whose pot has no labelled rows: its next labelled pot, or -1",
-    )
-    label.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-
-    sample = add_parser(
-        "sample",
-        help="draw rows from a run's model",
-        description="Draw rows from a run's model into an .npz (X: the rows, pot: each row's "
-        "pot). Each row's pot is drawn by the model's mixture weights over its open pots (the "
-        "training rows' mean responsibilities, read from the run's data), or is --pot; then "
-        "z ~ N(0, I) and x ~ p(x | decode(z)): draws of the likelihood, not its mean "
-        "(0/1 for Bernoulli).",
-    )
-    sample.add_argument("--run", required=True, help="run directory")
-    sample.add_argument(
-        "--pot", type=int, help="draw every row from this open pot (default: the mixture)"
-    )
-    sample.add_argument("-n", type=_count(MAX_SAMPLE_ROWS), default=16, help="rows to draw")
-    sample.add_argument("--seed", type=_seed, default=0, help="seed of the draws")
-    sample.add_argument("--out", help="output .npz (default: RUN/samples.npz; never replaced)")
-
-    ppc = add_parser("ppc", help="posterior predictive check of a run")
-    ppc.add_argument("--run", required=True, help="run directory")
-    ppc.add_argument("--data", help="data spec (default: the run's own data)")
-    ppc.add_argument(
-        "-n", "--num-samples", type=_count(MAX_REPLICATES), default=100, help="replicates"
-    )
-    ppc.add_argument("--seed", type=_seed, default=0, help="seed of the replicates")
-    return parser
-
-
-def _count(limit: int):
-    """An argparse type: an integer in ``[1, limit]`` (a huge one is refused before Python
-    parses it: ``int()`` of thousands of digits is itself an error)."""
-
-    def parse(text: str) -> int:
-        shown = text if len(text) <= 20 else text[:17] + "..."
-        problem = f"must be an integer in [1, {limit:_}], got {shown!r}"
-        digits = text.strip().lstrip("+")
-        if not digits.isdigit() or not digits.isascii():
-            raise argparse.ArgumentTypeError(problem)
-        if len(digits.lstrip("0")) > len(str(limit)) or not 1 <= int(digits) <= limit:
-            raise argparse.ArgumentTypeError(problem)
-        return int(digits)
-
-    return parse
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 2**32 - 1:
-        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}")
-    return value
 
 
 def fit_command(args: argparse.Namespace) -> Dict[str, Any]:
@@ -449,42 +269,3 @@ COMMANDS = {
     "label": label_command,
     "ppc": ppc_command,
 }
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run one subcommand; print its result as JSON. Exit code 0; 2 on bad input or an
-    output that cannot be written; 128 + the signal (130, 143) when SIGINT or SIGTERM
-    stopped a fit, 130 on Ctrl-C elsewhere."""
-    args = build_parser().parse_args(argv)
-    # Warnings wait for the outcome: a command that fails says so in one line, without
-    # the 5 to 13 lines Pyro and torch warn on the way (data of extreme values, say).
-    with warnings.catch_warnings(record=True) as caught:
-        code, result = _run_command(args)
-    if code != 0:
-        return code
-    for warning in caught:
-        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    if launched_rank() == 0:  # under torchrun every rank runs this; one prints
-        print(json.dumps(result, indent=2))
-    return 0
-
-
-def _run_command(args: argparse.Namespace):
-    """The exit code and the result of one subcommand; an error in one line on stderr."""
-    try:
-        return 0, COMMANDS[args.command](args)
-    except PotsInputError as error:
-        message, code = f"error: {error}", 2
-    except FitInterrupted as stop:
-        message, code = str(stop), 128 + stop.signum
-    except KeyboardInterrupt:  # Ctrl-C outside a fit's epochs (a fit stops on its own)
-        message, code = "interrupted", 130
-    except OSError as error:  # a file the OS refuses (permissions, a full disk) anywhere
-        where = f" '{error.filename}'" if error.filename else ""
-        message, code = f"error:{where} {error.strerror or first_line(error)}", 2
-    print(one_line(f"pyro-pots: {message}"), file=sys.stderr)
-    return code, None
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,8 +6,13 @@ and reports numbers back.
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Dict, List, Optional, Tuple
+
+from pyro_pots.curriculum.decisions import Decision
+from pyro_pots.curriculum.manager_state import ManagerState
+
+__all__ = ["PARENT_RULES", "Decision", "StageManager"]
 
 #: How the parent of a new pot is chosen among the candidates: the least normal codes
 #: ("normality"), the largest total misfit ("recon": it explains its data worst), or the
@@ -15,32 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 PARENT_RULES = ("normality", "recon", "usage")
 
 
-@dataclass
-class Decision:
-    """One decision of the stage manager, with the reason and the numbers behind it.
-
-    ``action`` is ``continue`` (train on), ``unlock`` (open ``pot`` split from ``parent``
-    by its ``attempt``-th split proposal, and kick it), ``accept`` and ``prune`` (logged
-    only: the split held; a pot that lost its data to later splits was closed; ``grow``:
-    new data arrived), ``reject`` (the split of
-    ``pot`` is undone; the manager has stopped) or ``stop``. When ``restore`` is true the
-    trainer first restores its state from before the last unlock (a rejected split, logged
-    as its own ``reject`` entry, may be followed at once by the ``unlock`` of another
-    proposal or another parent).
-    """
-
-    action: str
-    epoch: int
-    stage: int
-    pot: Optional[int] = None
-    parent: Optional[int] = None
-    restore: bool = False
-    attempt: int = 0
-    reason: str = ""
-    numbers: Dict[str, Any] = field(default_factory=dict)
-
-
-class StageManager:
+class StageManager(ManagerState):
     """
     The curriculum's state machine.
 
@@ -403,73 +383,3 @@ class StageManager:
 
     def _record(self, decision: Decision) -> None:
         self.log.append(asdict(decision))
-
-    # -- checkpointing ---------------------------------------------------------------
-    _STATE = (
-        "open",
-        "stage",
-        "epoch",
-        "stage_epochs",
-        "smoothed",
-        "stage_best",
-        "since_best",
-        "stage_bests",
-        "kick_remaining",
-        "pending",
-        "tried",
-        "stopped",
-        "stop_reason",
-        "log",
-    )
-
-    def state_dict(self) -> Dict[str, Any]:
-        """Everything needed to resume exactly (plain Python values and the snapshot)."""
-        return {name: _copy(getattr(self, name)) for name in self._STATE}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output exactly, after checking that it is one: the
-        open pots are distinct ids below ``num_pots``, the kick countdown is a count, and
-        a pending split names an open pot, its parent and its proposal."""
-        missing = [name for name in self._STATE if name not in state]
-        if missing:
-            raise ValueError(f"stage-manager state lacks {missing}")
-        problem = _state_problem(state, self.num_pots, self.proposals)
-        if problem is not None:
-            raise ValueError(f"stage-manager state: {problem}")
-        for name in self._STATE:
-            setattr(self, name, _copy(state[name]))
-
-
-def _is_count(value: Any, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < high
-
-
-def _state_problem(state: Dict[str, Any], num_pots: int, proposals: int) -> Optional[str]:
-    """What makes ``state`` no state of a manager with ``num_pots`` pots (None: nothing)."""
-    pots = state["open"]
-    if not isinstance(pots, list) or not pots or len(set(map(repr, pots))) != len(pots):
-        return "open must be a non-empty list of distinct pot ids"
-    if not all(_is_count(pot, num_pots) for pot in pots):
-        return f"open holds ids outside 0..{num_pots - 1}"
-    if not _is_count(state["kick_remaining"], 2**31):
-        return "kick_remaining must be a count"
-    pending = state["pending"]
-    if pending is None:
-        return None
-    keys = {"pot", "parent", "attempt", "previous_best", "scores"}
-    if not isinstance(pending, dict) or set(pending) != keys:
-        return f"a pending split must hold exactly {sorted(keys)}"
-    if pending["pot"] not in pots or pending["parent"] not in pots:
-        return "the pending split's pot and parent must be open"
-    if not _is_count(pending["attempt"], proposals):
-        return f"the pending split's proposal must be in 0..{proposals - 1}"
-    return None
-
-
-def _copy(value):
-    """A copy deep enough that later mutation of one side cannot change the other."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

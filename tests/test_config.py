@@ -100,6 +100,8 @@ TABLE_DEFAULTS = {
     "curriculum.min_gain": 0.0,
     "curriculum.evidence_z": 0.0,
     "curriculum.split_proposals": "two_means",
+    "curriculum.neighbour_weight": 0.0,
+    "curriculum.neighbours": 10,
     "curriculum.heldout_stop": False,
     "curriculum.max_fades": 3,
     "curriculum.normality_critical": 1.8692,

@@ -226,6 +226,19 @@ class CurriculumConfig(Section):
         "separated: ``two_means`` (2-means on its rows) and ``spectral`` (a bisection of "
         "its rows' k-nearest-neighbour graph, which follows curved modes)",
     )
+    neighbour_weight: float = key(
+        number(0),
+        0.0,
+        "beta of the Potts prior over the training rows' nearest-neighbour graph: nats per "
+        "expected cut edge added to the SVI loss, so that pots follow the graph's components "
+        "(0: off)",
+    )
+    neighbours: int = key(
+        integer(1, 1024),
+        10,
+        "k of the nearest-neighbour graph the Potts prior is built on (at most the training "
+        "rows less one)",
+    )
     min_usage: float = key(
         number(0, 1, high_open=True), 0.02, "usage below which a pot counts as unused"
     )

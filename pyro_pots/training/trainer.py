@@ -25,6 +25,7 @@ from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs, resolve_likelihood
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
+from pyro_pots.curriculum.neighbours import NeighbourPrior
 from pyro_pots.curriculum.proposals import parse_proposals, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError, TrainingFailed
@@ -53,6 +54,8 @@ class CurriculumTrainer:
     :param torch.optim.Optimizer optimizer: over ``vae``'s parameters.
     :param torch.Tensor train_x: rows trained on, ``(N, D)``.
     :param torch.Tensor heldout_x: rows that score the stages, ``(M, D)``; may be empty.
+    :param NeighbourPrior neighbour_prior: the Potts prior over the training rows'
+        neighbour graph (:mod:`~pyro_pots.curriculum.neighbours`); None: off.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class CurriculumTrainer:
         optimizer: torch.optim.Optimizer,
         train_x: torch.Tensor,
         heldout_x: torch.Tensor,
+        neighbour_prior: Optional[NeighbourPrior] = None,
     ) -> None:
         if len(kick.targets) != len(train_x):
             raise ValueError(f"the kick has {len(kick.targets)} rows, train_x {len(train_x)}")
@@ -73,6 +77,7 @@ class CurriculumTrainer:
         self.train_x = train_x.to(self.device)
         self.heldout_x = heldout_x.to(self.device) if len(heldout_x) else self.train_x
         self.proposals = parse_proposals(cfg.curriculum.split_proposals)
+        self.neighbour_prior = neighbour_prior
         self.vae.open_pots(self.manager.open)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._elbos: Dict[Any, Any] = {}
@@ -123,7 +128,11 @@ class CurriculumTrainer:
             lam_factor=c.kick_lam_factor,
         )
         optimizer = adam(vae.parameters(), cfg.train.lr)
-        return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x)
+        neighbour_prior = None
+        if c.neighbour_weight > 0:
+            k = min(c.neighbours, len(train_x) - 1)
+            neighbour_prior = NeighbourPrior(train_x, k, c.neighbour_weight, cfg.train.seed)
+        return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior)
 
     # -- one epoch -----------------------------------------------------------------
     def train_epoch(self) -> Dict[str, Any]:
@@ -144,6 +153,8 @@ class CurriculumTrainer:
         validate = pyro.validation_enabled(self.epoch == 0)
         skipped = 0
         rolled_back = False
+        if self.neighbour_prior is not None:
+            self.neighbour_prior.start_epoch(self.epoch)
         with validate, handlers.logit_prior_scale(lam=lam), self.kick.handler(kicking):
             for rows in order.split(cfg.train.batch_size):
                 xb = self.train_x[rows]
@@ -153,6 +164,8 @@ class CurriculumTrainer:
                     loss = self._ddp(xb, active)
                 if kicking:
                     loss = loss + self.kick.loss(self.vae, xb, rows, active)
+                if self.neighbour_prior is not None:
+                    loss = loss + self.neighbour_prior.loss(self.vae, self.train_x, rows, active)
                 self.optimizer.zero_grad()
                 if not self._backward_is_finite(loss):
                     # the NaN guard: a non-finite step never reaches the parameters

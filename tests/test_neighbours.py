@@ -1,0 +1,146 @@
+"""The Potts prior over the nearest-neighbour graph (``curriculum/neighbours.py``): the graph,
+the loss against an independent computation, its gradients, and the trainer's use of it."""
+
+import copy
+
+import pytest
+import torch
+
+from pyro_pots import PotsVAE
+from pyro_pots.config import load_config
+from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_neighbours
+from pyro_pots.distributions import pots_mask
+from pyro_pots.training.trainer import CurriculumTrainer
+
+
+def test_nearest_neighbours_are_the_k_closest_other_rows():
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    ids = nearest_neighbours(x, 4)
+    dist = torch.cdist(x.double(), x.double())
+    dist.fill_diagonal_(float("inf"))
+    expected = dist.argsort(-1)[:, :4]
+    assert ids.shape == (40, 4)
+    assert torch.equal(ids.sort(-1).values, expected.sort(-1).values)
+
+
+def test_duplicate_rows_never_list_themselves():
+    x = torch.tensor([[0.0, 0.0]] * 4 + [[1.0, 0.0], [5.0, 5.0]])
+    ids = nearest_neighbours(x, 3)
+    own = torch.arange(6).unsqueeze(-1)
+    assert ids.shape == (6, 3) and not (ids == own).any()
+    assert set(ids[0].tolist()) == {1, 2, 3}  # the other copies are nearest
+
+
+@pytest.mark.parametrize("k", [0, 6])
+def test_k_out_of_range_is_refused(k):
+    with pytest.raises(ValueError, match="k must be in"):
+        nearest_neighbours(torch.zeros(6, 2), k)
+
+
+def _vae_and_data():
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=4, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(30, 5, generator=torch.Generator().manual_seed(1))
+    return vae, x, pots_mask(4, [0, 2, 3])
+
+
+def test_loss_is_beta_k_times_the_expected_cut_edges_of_the_drawn_pairs():
+    vae, x, active = _vae_and_data()
+    prior = NeighbourPrior(x, k=3, beta=0.7, seed=5)
+    rows = torch.tensor([0, 4, 9, 17, 29])
+    prior.start_epoch(2)
+    loss = prior.loss(vae, x, rows, active)
+    # the same draw, by hand: one neighbour per row, then 1 - sum_c r_c(x_i) r_c(x_j)
+    pick = torch.randint(3, (5,), generator=torch.Generator().manual_seed(5 * 100_003 + 2))
+    partners = prior.neighbours[rows, pick]
+    with torch.no_grad():
+        r = vae.responsibilities(x, active)
+    cut = sum(1.0 - float(r[i] @ r[j]) for i, j in zip(rows.tolist(), partners.tolist()))
+    assert loss.item() == pytest.approx(0.7 * 3 * cut, rel=1e-5)
+
+
+def test_the_same_epoch_draws_the_same_neighbours():
+    vae, x, active = _vae_and_data()
+    prior = NeighbourPrior(x, k=3, beta=1.0, seed=0)
+    rows = torch.arange(30)
+    prior.start_epoch(7)
+    first = prior.loss(vae, x, rows, active)
+    prior.start_epoch(8)
+    other = prior.loss(vae, x, rows, active)
+    prior.start_epoch(7)
+    assert prior.loss(vae, x, rows, active).item() == first.item() != other.item()
+
+
+def test_gradient_reaches_the_open_pots_logits_only():
+    vae, x, active = _vae_and_data()
+    prior = NeighbourPrior(x, k=3, beta=1.0, seed=0)
+    prior.start_epoch(0)
+    prior.loss(vae, x, torch.arange(30), active).backward()
+    grad = vae.encoder.logits_head.weight.grad
+    assert grad[[0, 2, 3]].abs().sum() > 0 and grad[1].abs().sum() == 0  # pot 1 is closed
+
+
+def test_one_open_pot_cuts_nothing():
+    vae, x, _ = _vae_and_data()
+    prior = NeighbourPrior(x, k=3, beta=2.0, seed=0)
+    prior.start_epoch(0)
+    assert prior.loss(vae, x, torch.arange(30), pots_mask(4, [1])).item() == 0.0
+
+
+def test_a_step_on_the_prior_alone_moves_a_row_towards_its_neighbours_pot():
+    """Rows 0-9 sit together; nine of them route to pot 0 and row 0 to pot 1 (by the
+    logits head's bias on a one-hot feature). Descending the Potts loss pulls row 0 to pot 0."""
+    torch.manual_seed(0)
+    x = torch.zeros(10, 11)
+    x[:, 10] = torch.linspace(0, 0.01, 10)  # near-identical rows: one neighbourhood
+    x[0, 0] = 1.0  # row 0's own feature, wired to pot 1 below
+    vae = PotsVAE(11, num_pots=2, latent_dim=1, hidden_dim=11, decoder_hidden_dim=4)
+    active = pots_mask(2, [0, 1])
+    prior = NeighbourPrior(x, k=9, beta=1.0, seed=0)
+    params = list(vae.encoder.parameters())
+    before = vae.responsibilities(x, active)[0, 0].item()
+    optim = torch.optim.SGD(params, lr=0.5)
+    for epoch in range(20):
+        prior.start_epoch(epoch)
+        optim.zero_grad()
+        prior.loss(vae, x, torch.arange(10), active).backward()
+        optim.step()
+    after = vae.responsibilities(x, active)
+    assert after[0, 0].item() > before
+    assert after[:, 0].std().item() < 0.05  # every row ends in the same pot
+
+
+def _trainer(**overrides):
+    cfg = load_config(
+        None,
+        [
+            "model.num_pots=3",
+            "model.hidden_dim=8",
+            "model.decoder_hidden_dim=8",
+            "train.batch_size=16",
+            *[f"{k}={v}" for k, v in overrides.items()],
+        ],
+    )
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.9] * 4 + [0.1] * 4, [0.1] * 4 + [0.9] * 4])
+    x = (centres[torch.arange(64) % 2] + 0.05 * torch.randn(64, 8, generator=g)).clamp(0, 1)
+    return CurriculumTrainer.from_config(cfg, x[:48], x[48:])
+
+
+def test_the_trainer_builds_the_prior_only_when_its_weight_is_positive():
+    assert _trainer().neighbour_prior is None
+    t = _trainer(**{"curriculum.neighbour_weight": 0.5, "curriculum.neighbours": 4})
+    assert t.neighbour_prior.beta == 0.5 and t.neighbour_prior.neighbours.shape == (48, 4)
+
+
+def test_the_prior_changes_training_and_a_resumed_epoch_repeats_it_exactly():
+    plain, with_prior = _trainer(), _trainer(**{"curriculum.neighbour_weight": 1.0})
+    t = _trainer(**{"curriculum.neighbour_weight": 1.0})
+    for trainer in (plain, with_prior, t):
+        trainer.train_epoch()
+    state = copy.deepcopy(t.state_dict())  # the live tensors train on
+    second = t.train_epoch()["train_loss"]
+    t.load_state_dict(state)
+    assert t.train_epoch()["train_loss"] == second
+    bias = "decoders.output_layer.bias"
+    assert not torch.equal(plain.vae.state_dict()[bias], with_prior.vae.state_dict()[bias])

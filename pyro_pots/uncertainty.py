@@ -67,13 +67,31 @@ encoder's routing) :func:`row_scores` gives:
     cheaper to encode than an "8"), so a global threshold on the likelihood flags complex
     in-distribution rows before outliers routed to a simple pot. (Dividing by each pot's
     spread as well, a z-score, measured slightly worse: ``docs/benchmarks.md``.)
+
+    Two options of :func:`calibrate`, off by default (measured in ``docs/benchmarks.md``):
+
+    - ``saturated=True`` (bernoulli likelihood): every misfit, the calibration rows' too,
+      is measured above the saturated model, :math:`\ell_c(x) - H(x)` with :math:`H(x)`
+      the row's binary entropy (:func:`saturated_misfit`), so that grey pixels, which cost
+      every model nats, do not count as misfit.
+    - ``neighbours=k``: the score becomes the sum of two robust z-scores,
+
+      .. math::
+
+          \mathrm{ood}(x) = \frac{m(x) - \mathrm{med}(m)}{s(m)}
+              + \frac{d_k(x) - \mathrm{med}(d_k)}{s(d_k)},
+
+      with :math:`m(x)` the pot-relative misfit above, :math:`d_k(x)` the mean Euclidean
+      distance from :math:`x` to the :math:`k` nearest calibration rows of its pot
+      (leaving a calibration row itself out), and the median and the spread
+      :math:`s = 1.4826\,\mathrm{MAD}` taken over the calibration rows. It is unitless.
 """
 
 import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyro
@@ -154,12 +172,80 @@ def iw_log_likelihood(vae: PotsVAE, x: torch.Tensor, num_samples: int) -> torch.
     return out
 
 
+#: rows of the calibration set compared with at once in :func:`pot_distances`.
+_DISTANCE_ROWS = 1024
+
+
 @dataclass
 class Calibration:
-    """What :func:`row_scores` compares rows with, taken from the training rows."""
+    """What :func:`row_scores` compares rows with, taken from the calibration rows (the
+    training rows by default), and how ``ood_score`` is made (:func:`calibrate`)."""
 
     weights: torch.Tensor  #: ``(A,)`` mixture weights pi (mean responsibility)
-    median: torch.Tensor  #: ``(A,)`` median per-pot misfit of the pot's training rows
+    median: torch.Tensor  #: ``(A,)`` median per-pot misfit of the pot's calibration rows
+    saturated: bool = False  #: misfits measured above the saturated model (``calibrate``)
+    neighbours: int = 0  #: k of the distance term; 0: ``ood_score`` is the misfit alone
+    #: with ``neighbours``: each pot's calibration rows (the rows whose pot it is)
+    reference: Optional[List[torch.Tensor]] = None
+    #: with ``neighbours``: median and robust spread (1.4826 MAD) over the calibration rows
+    #: of the pot-relative misfit and of the distance, ``(4,)``: m_l, s_l, m_d, s_d
+    spread: Optional[torch.Tensor] = None
+
+
+def saturated_misfit(vae: PotsVAE, x: torch.Tensor) -> torch.Tensor:
+    r"""
+    The smallest misfit any decoder output can reach on each row, ``(N,)`` nats: minus the
+    log-likelihood of the **saturated** model, whose natural parameter reproduces the row.
+    For the ``bernoulli`` likelihood (the cross-entropy form, fractional pixels allowed) it
+    is the rows' binary entropy :math:`H(x) = -\sum_d [x_d \log x_d + (1-x_d) \log(1-x_d)]`,
+    so that :math:`-\mathrm{ELBO}_c(x) - H(x) = \mathbb E_q \sum_d \mathrm{KL}(
+    \mathrm{Bern}(x_d) \,\|\, \mathrm{Bern}(p_{c,d}(z))) + \mathrm{KL}(q \,\|\, p) \ge 0`:
+    how far the pot's reconstructions are from the row, without the nats that grey
+    (non-binary) pixels cost every model.
+
+    :raises ValueError: another likelihood (``normal``: the saturated term is the same for
+        every row, so it would change no ranking; ``continuous_bernoulli``: no closed form).
+    """
+    if vae.likelihood.kind != "bernoulli":
+        raise ValueError(
+            "saturated misfits need the bernoulli likelihood, the model has "
+            f"{vae.likelihood.kind!r}"
+        )
+    x = x.double()
+    return -(torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(-1)
+
+
+@torch.no_grad()
+def pot_distances(
+    rows: torch.Tensor, assign: torch.Tensor, reference: List[torch.Tensor], k: int, own: bool
+) -> torch.Tensor:
+    """
+    Each row's mean Euclidean distance to its ``k`` nearest rows of ``reference[c]``, ``c =
+    assign`` the row's pot (column index), ``(N,)``. ``own=True`` when ``rows`` are the
+    reference rows themselves, each in its own pot's reference: the row itself is left out.
+    A pot with fewer reference rows uses all it has (at least one other; a pot with none
+    is compared with every reference row).
+    """
+    out = rows.new_zeros(len(rows), dtype=torch.float64)
+    everything = torch.cat(reference) if reference else rows[:0]
+    for j, ref in enumerate(reference):
+        mine = (assign == j).nonzero().squeeze(-1)
+        if len(mine) == 0:
+            continue
+        ref = ref if len(ref) > int(own) else everything
+        kk = min(k + int(own), len(ref))
+        for chunk in mine.split(_DISTANCE_ROWS):
+            dist = torch.cdist(rows[chunk].double(), ref.double())
+            near = dist.topk(kk, largest=False).values
+            near = near[:, 1:] if own and kk > 1 else near  # the row itself, at distance 0
+            out[chunk] = near.mean(-1)
+    return out
+
+
+def _robust(values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Median and robust spread ``1.4826 * median |v - median|`` (floored, never 0)."""
+    centre = values.median()
+    return centre, (1.4826 * (values - centre).abs().median()).clamp_min(1e-12)
 
 
 @torch.no_grad()
@@ -209,16 +295,44 @@ def mean_max_posterior(vae: PotsVAE, x: torch.Tensor) -> float:
     return pot_posterior(nll, mixture_weights(resp)).max(-1).values.mean().item()
 
 
-def calibrate(vae: PotsVAE, train_x: torch.Tensor, num_samples: Optional[int]) -> Calibration:
-    """Mixture weights and each pot's median misfit on its training rows ``train_x``."""
+def calibrate(
+    vae: PotsVAE,
+    train_x: torch.Tensor,
+    num_samples: Optional[int],
+    neighbours: int = 0,
+    saturated: bool = False,
+) -> Calibration:
+    """
+    Mixture weights and each pot's median misfit on its rows among ``train_x`` (the
+    training rows, or any rows held out from the fit; the mixture weights come from the
+    same rows).
+
+    :param neighbours: ``k > 0`` makes ``ood_score`` the sum of two robust z-scores, the
+        pot-relative misfit's and the distance to the ``k`` nearest rows of the row's pot
+        among ``train_x`` (module docstring); 0, the default: the misfit alone, in nats.
+    :param saturated: measure misfits above the saturated model (:func:`saturated_misfit`;
+        bernoulli likelihood only).
+    """
+    if neighbours < 0:
+        raise ValueError(f"neighbours must be >= 0, got {neighbours}")
     resp, _, nll = pot_misfit(vae, train_x, num_samples)
+    if saturated:
+        nll = nll.double() - saturated_misfit(vae, train_x)[:, None].to(nll.device)
     assign = resp.argmax(-1)
     overall = nll.gather(-1, assign[:, None]).squeeze(-1)
     median = []
     for j in range(resp.shape[1]):
         own = nll[assign == j, j]
         median.append((own if len(own) else overall).median())  # an empty pot: all rows
-    return Calibration(mixture_weights(resp), torch.stack(median))
+    median = torch.stack(median)
+    calibration = Calibration(mixture_weights(resp), median, saturated, neighbours)
+    if neighbours:
+        rows = train_x.cpu()
+        calibration.reference = [rows[(assign == j).cpu()] for j in range(resp.shape[1])]
+        dist = pot_distances(rows, assign.cpu(), calibration.reference, neighbours, own=True)
+        spread = [*_robust((overall - median[assign]).double().cpu()), *_robust(dist)]
+        calibration.spread = torch.stack(spread)
+    return calibration
 
 
 def row_scores(
@@ -227,7 +341,8 @@ def row_scores(
     """
     The per-row scores of the module docstring, in input order: a dict of ``(N,)`` arrays
     keyed by :data:`COLUMNS`. ``calibration`` comes from :func:`calibrate` on the training
-    rows with the same ``num_samples``.
+    rows with the same ``num_samples``; its ``neighbours`` and ``saturated`` options say how
+    ``ood_score`` is made (the other columns do not depend on them).
     """
     pots = vae.open_ids()
     resp, elbo, nll = pot_misfit(vae, x, num_samples)
@@ -237,8 +352,17 @@ def row_scores(
         neg_elbo = mixture_loss(PotScores(pots, elbo, resp, elbo.new_empty(0)), calibration.weights)
     else:
         neg_elbo = -(log_w - nll).logsumexp(-1)
-    own = nll.gather(-1, assign[:, None]).squeeze(-1)
+    misfit = nll
+    if calibration.saturated:
+        misfit = nll.double() - saturated_misfit(vae, x)[:, None].to(nll.device)
+    own = misfit.gather(-1, assign[:, None]).squeeze(-1)
     ood = own - calibration.median[assign]
+    if calibration.neighbours:
+        m_l, s_l, m_d, s_d = calibration.spread.tolist()
+        dist = pot_distances(
+            x.cpu(), assign.cpu(), calibration.reference, calibration.neighbours, own=False
+        )
+        ood = (ood.double().cpu() - m_l) / s_l + (dist - m_d) / s_d
     posterior = pot_posterior(nll, calibration.weights)
     return {
         "pot": pots[assign].cpu().numpy(),

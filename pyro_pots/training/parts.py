@@ -1,13 +1,18 @@
 """
 The trainer's parts that a config describes: the device, the optimizer, the stage manager,
-and the module form of a model or guide that Pyro's ``ELBO.__call__`` and
-DistributedDataParallel take.
+the module form of a model or guide that Pyro's ``ELBO.__call__`` and
+DistributedDataParallel take, and the one compiled ELBO of a ``train.jit`` fit.
 """
 
+import contextlib
 import math
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
+from pyro.infer import JitTrace_ELBO
+from pyro.util import warn_if_nan
 
+from pyro_pots import handlers
 from pyro_pots.config import Config
 from pyro_pots.curriculum import StageManager
 from pyro_pots.curriculum.proposals import parse_proposals
@@ -70,3 +75,131 @@ class ElboMethod(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         return getattr(self.owner, self.name)(*args, **kwargs)
+
+
+class Scheduled:
+    """
+    ``fn(x, active)`` (a model or guide) under the curriculum's handler values, taken as
+    tensor arguments: ``fn_(x, active, lam, pot, temperature, bias, lam_factor)`` enters
+    :func:`~pyro_pots.handlers.logit_prior_scale` and :func:`~pyro_pots.handlers.kick`
+    inside the call, so that under :class:`~pyro.infer.JitTrace_ELBO` every value is an
+    input of the compiled graph rather than a constant of it. The keyword ``kick=False``
+    (a Python bool, so a key of the compiled cache) leaves the kick handler out.
+
+    :attr:`traces` counts the calls made while :func:`torch.jit.trace` records a graph.
+    """
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        self.traces = 0
+
+    def __call__(self, x, active, lam, pot, temperature, bias, lam_factor, kick: bool = True):
+        if torch._C._get_tracing_state():
+            self.traces += 1
+        kicked = (
+            handlers.kick(pot=pot, temperature=temperature, bias=bias, lam_factor=lam_factor)
+            if kick
+            else contextlib.nullcontext()
+        )
+        with handlers.logit_prior_scale(lam=lam), kicked:
+            return self.fn(x, active)
+
+
+class ScheduledElbo:
+    """
+    One :class:`~pyro.infer.JitTrace_ELBO` for a whole curriculum fit (``train.jit``): the
+    warm-up's lambda and the kick's pot, temperature, bias and lambda factor reach the
+    compiled graph as tensor arguments (:class:`Scheduled`), so changing them never
+    recompiles and never goes stale. :meth:`at` sets the values of the next steps;
+    :meth:`differentiable_loss` has :class:`~pyro.infer.Trace_ELBO`'s signature, and the
+    caller enters no handler around it.
+
+    Not kicking is the kick handler at values that change nothing: bias 0, lambda factor
+    1 and the routing's own ``temperature``, the ELBO without the handler. With
+    ``straight_through`` routing the kick also changes the routing family (to plain
+    Gumbel-softmax), a change of the graph's structure: there the kick handler is left
+    out when not kicking, and the fit compiles twice (kicking and not), never more.
+
+    :param model: ``model(x, active)``, held (the compiled ELBO is Pyro's, cached on the
+        ids of one model and guide).
+    :param guide: ``guide(x, active)``, held.
+    :param float temperature: the model's routing temperature (the value when not kicking).
+    :param bool straight_through: whether the model routes ``straight_through``.
+    :param bool ignore_jit_warnings: passed to :class:`~pyro.infer.JitTrace_ELBO`.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        guide: Callable,
+        temperature: float,
+        straight_through: bool = False,
+        ignore_jit_warnings: bool = True,
+    ) -> None:
+        self.model, self.guide = Scheduled(model), Scheduled(guide)
+        self.elbo = JitTrace_ELBO(ignore_jit_warnings=ignore_jit_warnings)
+        self.temperature = temperature
+        self.straight_through = straight_through
+        self._values: Tuple[torch.Tensor, ...] = ()
+        self._options: Dict[str, Any] = {}
+
+    def at(
+        self,
+        lam: float,
+        kick: Optional[Dict[str, Any]] = None,
+        dtype: torch.dtype = torch.float32,
+        device: Optional[torch.device] = None,
+    ) -> "ScheduledElbo":
+        """Set lambda and the kick (a dict of ``pot``, ``temperature``, ``bias``,
+        ``lam_factor``; None: not kicking) for the next calls; returns self."""
+        off = {"pot": 0, "temperature": self.temperature, "bias": 0.0, "lam_factor": 1.0}
+        values = off if kick is None else kick
+        real = [lam, values["temperature"], values["bias"], values["lam_factor"]]
+        lam_t, temperature, bias, lam_factor = (
+            torch.tensor(float(v), dtype=dtype, device=device) for v in real
+        )
+        pot = torch.tensor(int(values["pot"]), dtype=torch.long, device=device)
+        self._values = (lam_t, pot, temperature, bias, lam_factor)
+        self._options = {"kick": False} if self.straight_through and kick is None else {}
+        return self
+
+    def differentiable_loss(self, model: Callable, guide: Callable, x, active) -> torch.Tensor:
+        """The compiled ELBO's loss of ``model(x, active)`` and ``guide(x, active)`` (the
+        ones this was built with) at the values of :meth:`at`, differentiable."""
+        if model != self.model.fn or guide != self.guide.fn:
+            raise ValueError("a ScheduledElbo serves the model and guide it was built with")
+        if not self._values:
+            raise RuntimeError("ScheduledElbo.at(lam, kick) sets the values before a loss")
+        loss, surrogate = self.elbo.loss_and_surrogate_loss(
+            self.model, self.guide, x, active, *self._values, **self._options
+        )
+        # the surrogate's gradient only, as Trace_ELBO.differentiable_loss: Pyro 1.9's
+        # JitTrace_ELBO.differentiable_loss keeps the loss's own gradient too, doubling
+        # the ELBO's against any term added to it (the kick's, the neighbours')
+        loss = loss.detach()
+        warn_if_nan(loss, "loss")
+        return loss + (surrogate - surrogate.detach())
+
+    def module(self, owner: torch.nn.Module) -> torch.nn.Module:
+        """This ELBO's loss as a module over ``owner``'s parameters (the model's), the
+        form DistributedDataParallel wraps: ``module(x, active)`` is
+        :meth:`differentiable_loss` at the values of :meth:`at`."""
+        return _ScheduledLoss(owner, self)
+
+    @property
+    def compiled(self) -> int:
+        """How many graphs have been compiled (one per fit; two with straight-through)."""
+        fn = getattr(self.elbo, "_loss_and_surrogate_loss", None)
+        return 0 if fn is None else len(fn.compiled)
+
+
+class _ScheduledLoss(torch.nn.Module):
+    """:meth:`ScheduledElbo.module`."""
+
+    def __init__(self, owner: torch.nn.Module, elbo: ScheduledElbo) -> None:
+        super().__init__()
+        self.owner = owner
+        self.elbo = elbo
+
+    def forward(self, x, active):
+        return self.elbo.differentiable_loss(self.elbo.model.fn, self.elbo.guide.fn, x, active)

@@ -12,13 +12,14 @@ biases routing is undone as soon as it ends; see ``shared/docs/FINDINGS.md``). A
 kick the routing is the model's own; a split the data does not support fades.
 """
 
+import contextlib
 import copy
 import math
 from typing import Any, Callable, Dict, List, Optional
 
 import pyro
 import torch
-from pyro.infer import JitTrace_ELBO, Trace_ELBO
+from pyro.infer import Trace_ELBO
 from pyro.util import get_rng_state, set_rng_state
 
 from pyro_pots import handlers
@@ -32,7 +33,7 @@ from pyro_pots.errors import PotsInputError, TrainingFailed
 from pyro_pots.model import PotsVAE
 from pyro_pots.model.scoring import PotScores
 from pyro_pots.training import distributed, stage_scores
-from pyro_pots.training.parts import ElboMethod, adam, build_manager, resolve_device
+from pyro_pots.training.parts import ElboMethod, ScheduledElbo, adam, build_manager, resolve_device
 from pyro_pots.training.svi_fit import lambda_schedule
 
 #: rollbacks in a row, with no finite step between them, after which training gives up.
@@ -80,9 +81,18 @@ class CurriculumTrainer:
         self.neighbour_prior = neighbour_prior
         self.vae.open_pots(self.manager.open)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
-        self._elbos: Dict[Any, Any] = {}
+        self._trace_elbo = Trace_ELBO()
+        # train.jit: one compiled ELBO for the whole fit; lambda and the kick's values are
+        # its tensor arguments (set each epoch by _elbo), not handlers around the loop
+        self._jit: Optional[ScheduledElbo] = None
+        if cfg.train.jit:
+            straight = getattr(vae, "routing", None) == "straight_through"
+            self._jit = ScheduledElbo(self.model, self.guide, vae.temperature, straight)
         # under torchrun: DistributedDataParallel over Pyro's ELBO module
-        elbo_module = Trace_ELBO()(ElboMethod(self.vae, "model"), ElboMethod(self.vae, "guide"))
+        if self._jit is None:
+            elbo_module = Trace_ELBO()(ElboMethod(self.vae, "model"), ElboMethod(self.vae, "guide"))
+        else:
+            elbo_module = self._jit.module(self.vae)
         self._ddp = distributed.wrap(elbo_module, self.device)
         self.epoch = 0
         self.history: List[Dict[str, Any]] = []
@@ -155,7 +165,9 @@ class CurriculumTrainer:
         rolled_back = False
         if self.neighbour_prior is not None:
             self.neighbour_prior.start_epoch(self.epoch)
-        with validate, handlers.logit_prior_scale(lam=lam), self.kick.handler(kicking):
+        eager = self._jit is None  # under train.jit the values are the compiled ELBO's inputs
+        lam_scale = handlers.logit_prior_scale(lam=lam) if eager else contextlib.nullcontext()
+        with validate, lam_scale, self.kick.handler(kicking and eager):
             for rows in order.split(cfg.train.batch_size):
                 xb = self.train_x[rows]
                 if self._ddp is None:
@@ -233,13 +245,16 @@ class CurriculumTrainer:
             group["lr"] = lr
 
     def _elbo(self, lam: float, kicking: bool):
-        if not self.cfg.train.jit:
-            return self._elbos.setdefault(None, Trace_ELBO())
-        # handler values are compile-time constants under JIT: one compiled ELBO each
-        key = (lam, self.kick.pot if kicking else None)
-        if key not in self._elbos:
-            self._elbos[key] = JitTrace_ELBO(ignore_jit_warnings=True)
-        return self._elbos[key]
+        """The ELBO of an epoch's steps: ``Trace_ELBO`` under the handlers that
+        :meth:`train_epoch` enters, or (``train.jit``) the one compiled ELBO, given lambda
+        and the kick's values as tensor arguments (also under torchrun)."""
+        if self._jit is None:
+            return self._trace_elbo
+        k = self.kick
+        kick = None
+        if kicking:
+            kick = dict(pot=k.pot, temperature=k.temperature, bias=k.bias, lam_factor=k.lam_factor)
+        return self._jit.at(lam, kick, next(self.vae.parameters()).dtype, self.device)
 
     # -- scores --------------------------------------------------------------------
     def evaluate(self, full: bool = True) -> Dict[str, Any]:

@@ -7,16 +7,23 @@ over the pots (the plainest code).
     python benchmarks/speed.py                 # about 4 minutes on 2 cores
     python benchmarks/speed.py --repeats 9 --out runs/speed9
     python benchmarks/speed.py --device cuda --out runs/speed_cuda   # where a GPU is
+    python benchmarks/speed.py --only jit-fit --fit-epochs 100 --fit-repeats 3   # JIT on/off
 
 A step is forward, backward and an Adam update (the trainer's fused Adam, for both). The
 Pyro path is what the trainer runs:
 ``Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, active)`` under
 ``logit_prior_scale``, with Pyro's validation off (the trainer validates the first epoch
-only). Pyro and twin runs are interleaved, each repeat times ``--steps`` steps, and the
-tables report medians over ``--repeats`` repeats; a second, interleaved pass times each
-phase of a step (forward, backward, Adam) on its own. Run it on an otherwise idle
+only); "Pyro JIT" is what ``train.jit`` runs, the one compiled ELBO of a fit
+(:class:`~pyro_pots.training.parts.ScheduledElbo`: lambda and the kick's values are its
+tensor arguments). Pyro and twin runs are interleaved, each repeat times ``--steps`` steps,
+and the tables report medians over ``--repeats`` repeats; a second, interleaved pass times
+each phase of a step (forward, backward, Adam) on its own. Run it on an otherwise idle
 machine. On a GPU (``--device cuda``) each clock reading waits for
-``torch.cuda.synchronize``, so it counts the queued kernels too. Prints Markdown tables
+``torch.cuda.synchronize``, so it counts the queued kernels too. The last table times
+whole short curriculum fits (``pyro_pots.fit`` on ``--fit-data`` for ``--fit-epochs``
+epochs, no plots) with ``train.jit`` off and on, interleaved, medians over
+``--fit-repeats``: the warm-up's lambdas and the kicks run through one compiled ELBO, so
+the compile is paid once per fit and counted in the JIT fit's time. Prints Markdown tables
 and writes them to ``--out``/speed.md, with the numbers in speed.json.
 """
 
@@ -24,16 +31,19 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List
 
 import pyro
 import torch
-from pyro.infer import JitTrace_ELBO, Trace_ELBO
+from pyro.infer import Trace_ELBO
 
 from pyro_pots import PotsVAE, handlers, pots_mask
-from pyro_pots.training.parts import adam
+from pyro_pots.config import load_config
+from pyro_pots.training.fitting import fit
+from pyro_pots.training.parts import ScheduledElbo, adam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from twin import twin_loss  # noqa: E402
@@ -52,9 +62,19 @@ def sync(device: torch.device) -> None:
 
 def pyro_loss(vae: PotsVAE, active: torch.Tensor, jit: bool = False) -> Callable:
     """The trainer's loss: Pyro's ELBO on the model and guide, under the lambda handler
-    (``train.jit``: the same through ``JitTrace_ELBO``)."""
-    elbo = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
+    (``train.jit``: the trainer's one compiled ELBO, lambda its tensor argument)."""
     model, guide = vae.model, vae.guide  # held once: JIT caches on the callables' identity
+    if jit:
+        dtype = next(vae.parameters()).dtype
+        device = next(vae.parameters()).device
+        compiled = ScheduledElbo(model, guide, vae.temperature).at(1.0, None, dtype, device)
+
+        def jit_loss(x: torch.Tensor) -> torch.Tensor:
+            with pyro.validation_enabled(False):
+                return compiled.differentiable_loss(model, guide, x, active)
+
+        return jit_loss
+    elbo = Trace_ELBO()
 
     def loss(x: torch.Tensor) -> torch.Tensor:
         with pyro.validation_enabled(False), handlers.logit_prior_scale(lam=1.0):
@@ -173,6 +193,67 @@ def epoch_seconds(data_dim, rows, batch_size, num_pots, open_pots, repeats, devi
     return statistics.median(timed(step, batches) for _ in range(repeats))
 
 
+def jit_fits(data: str, epochs: int, repeats: int, threads: int, device: str) -> Dict:
+    """Wall seconds of a short curriculum fit (``pyro_pots.fit`` with the defaults on
+    ``data`` for ``epochs`` epochs, no plots, into a temporary folder) with ``train.jit``
+    off and on, interleaved (in turn first), after one untimed epoch of each (the process's
+    first-call costs); the medians, SVI steps per second of wall time, and what each fit
+    ended with (the two draw different noise, so their decisions may differ). Each fit
+    compiles its own ELBO: the compile is in the JIT fit's time."""
+    runs: Dict[str, List[Dict]] = {"off": [], "on": []}
+
+    def one(mode: str, max_epochs: int, folder: str):
+        cfg = load_config(
+            None,
+            [
+                f"data.spec={data}",
+                f"train.max_epochs={max_epochs}",
+                f"train.jit={'true' if mode == 'on' else 'false'}",
+                f"train.threads={threads}",
+                f"train.device={device}",
+                "output.plots=false",
+                "output.overwrite=true",
+                f"output.dir={Path(folder) / mode}",
+            ],
+        )
+        return cfg, fit(cfg, progress=False)
+
+    with tempfile.TemporaryDirectory() as folder:
+        for mode in runs:
+            one(mode, 1, folder)  # warm-up, untimed
+        for repeat in range(repeats):
+            for mode in list(runs)[:: 1 if repeat % 2 == 0 else -1]:
+                start = time.perf_counter()
+                cfg, result = one(mode, epochs, folder)
+                seconds = time.perf_counter() - start
+                trainer = result.trainer
+                batches = -(-len(trainer.train_x) // cfg.train.batch_size)  # ceil
+                compiled = trainer._jit.compiled if trainer._jit is not None else 0
+                runs[mode].append(
+                    {
+                        "seconds": seconds,
+                        "steps": trainer.epoch * batches,
+                        "epochs": trainer.epoch,
+                        "n_active": result.summary["n_active"],
+                        "compiled": compiled,
+                    }
+                )
+    summary = {}
+    for mode, fits in runs.items():
+        median = statistics.median(f["seconds"] for f in fits)
+        summary[mode] = {
+            "seconds": median,
+            "steps_per_s": statistics.median(f["steps"] / f["seconds"] for f in fits),
+            "n_active": [f["n_active"] for f in fits],
+            "compiled": max(f["compiled"] for f in fits),
+            "fits": fits,
+        }
+    return summary
+
+
+SECTIONS = ("twin", "k-max", "rows", "jit-fit")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="steps per timed repeat")
@@ -180,6 +261,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default="runs/speed", help="folder for speed.md and speed.json")
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="tables to run"
+    )
+    parser.add_argument("--fit-data", default="digits", help="data of the JIT on/off fits")
+    parser.add_argument("--fit-epochs", type=int, default=100, help="epochs of each fit")
+    parser.add_argument("--fit-repeats", type=int, default=3, help="fits per JIT setting")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -203,58 +290,84 @@ def main() -> None:
         print("\n".join(new), flush=True)
         lines.extend(new)
 
-    emit(
-        "",
-        "| input | batch | K_max / open | Pyro steps/s | Pyro JIT | twin batched | twin loop "
-        "| Pyro / twin batched | Pyro JIT / twin batched |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    )
-    phase_lines = [
-        "",
-        "| input | loss | forward ms | backward ms | Adam ms |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    results["pyro_vs_twin"] = {}
-    for data_dim, rows, batch in ((64, 1797, 128), (784, 60000, 256)):
-        r = pyro_vs_twin(data_dim, rows, batch, 16, 10, args.steps, args.repeats, device)
-        results["pyro_vs_twin"][f"{data_dim}-d"] = r
-        sps = r["steps_per_s"]
+    if "twin" in args.only:
         emit(
-            f"| {data_dim}-d, {rows} rows | {batch} | 16 / 10 | {sps['pyro']:.1f} "
-            f"| {sps['pyro jit']:.1f} | {sps['batched']:.1f} | {sps['loop']:.1f} "
-            f"| {sps['pyro'] / sps['batched']:.2f} | {sps['pyro jit'] / sps['batched']:.2f} |"
+            "",
+            "| input | batch | K_max / open | Pyro steps/s | Pyro JIT | twin batched | twin loop "
+            "| Pyro / twin batched | Pyro JIT / twin batched |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         )
-        for name in ("pyro", "pyro jit", "batched"):
-            ms = r["phase_ms"][name]
-            phase_lines.append(
-                f"| {data_dim}-d | {name} | {ms['forward']:.2f} | {ms['backward']:.2f} "
-                f"| {ms['adam']:.2f} |"
+        phase_lines = [
+            "",
+            "| input | loss | forward ms | backward ms | Adam ms |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        results["pyro_vs_twin"] = {}
+        for data_dim, rows, batch in ((64, 1797, 128), (784, 60000, 256)):
+            r = pyro_vs_twin(data_dim, rows, batch, 16, 10, args.steps, args.repeats, device)
+            results["pyro_vs_twin"][f"{data_dim}-d"] = r
+            sps = r["steps_per_s"]
+            emit(
+                f"| {data_dim}-d, {rows} rows | {batch} | 16 / 10 | {sps['pyro']:.1f} "
+                f"| {sps['pyro jit']:.1f} | {sps['batched']:.1f} | {sps['loop']:.1f} "
+                f"| {sps['pyro'] / sps['batched']:.2f} | {sps['pyro jit'] / sps['batched']:.2f} |"
             )
-    emit(*phase_lines)
+            for name in ("pyro", "pyro jit", "batched"):
+                ms = r["phase_ms"][name]
+                phase_lines.append(
+                    f"| {data_dim}-d | {name} | {ms['forward']:.2f} | {ms['backward']:.2f} "
+                    f"| {ms['adam']:.2f} |"
+                )
+        emit(*phase_lines)
 
-    emit(
-        "",
-        "| K_max (2 open) | epoch s (digits size, batch 128) | / K_max 4 |",
-        "| --- | --- | --- |",
-    )
-    results["k_max"] = {}
-    base = None
-    for num_pots in (4, 16, 64):
-        secs = epoch_seconds(64, 1797, 128, num_pots, 2, args.repeats, device)
-        base = base or secs
-        results["k_max"][num_pots] = secs
-        emit(f"| {num_pots} | {secs:.3f} | {secs / base:.2f} |")
+    if "k-max" in args.only:
+        emit(
+            "",
+            "| K_max (2 open) | epoch s (digits size, batch 128) | / K_max 4 |",
+            "| --- | --- | --- |",
+        )
+        results["k_max"] = {}
+        base = None
+        for num_pots in (4, 16, 64):
+            secs = epoch_seconds(64, 1797, 128, num_pots, 2, args.repeats, device)
+            base = base or secs
+            results["k_max"][num_pots] = secs
+            emit(f"| {num_pots} | {secs:.3f} | {secs / base:.2f} |")
 
-    emit(
-        "",
-        "| rows (64-d, K_max 16, 10 open, batch 128) | epoch s | ms per 1000 rows |",
-        "| --- | --- | --- |",
-    )
-    results["rows"] = {}
-    for rows in (1797, 7500, 30000, 60000):
-        secs = epoch_seconds(64, rows, 128, 16, 10, max(1, args.repeats // 2), device)
-        results["rows"][rows] = secs
-        emit(f"| {rows} | {secs:.2f} | {1e6 * secs / rows:.1f} |")
+    if "rows" in args.only:
+        emit(
+            "",
+            "| rows (64-d, K_max 16, 10 open, batch 128) | epoch s | ms per 1000 rows |",
+            "| --- | --- | --- |",
+        )
+        results["rows"] = {}
+        for rows in (1797, 7500, 30000, 60000):
+            secs = epoch_seconds(64, rows, 128, 16, 10, max(1, args.repeats // 2), device)
+            results["rows"][rows] = secs
+            emit(f"| {rows} | {secs:.2f} | {1e6 * secs / rows:.1f} |")
+
+    if "jit-fit" in args.only:
+        emit(
+            "",
+            f"| fit ({args.fit_data}, {args.fit_epochs} epochs, {args.threads} threads) "
+            "| s, JIT off | s, JIT on | on / off | SVI steps/s off | on "
+            "| graphs compiled (on) | open pots at the end (off; on) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        )
+        r = jit_fits(args.fit_data, args.fit_epochs, args.fit_repeats, args.threads, args.device)
+        results["jit_fit"] = {
+            "data": args.fit_data,
+            "epochs": args.fit_epochs,
+            "repeats": args.fit_repeats,
+            **r,
+        }
+        off, on = r["off"], r["on"]
+        emit(
+            f"| median of {args.fit_repeats} | {off['seconds']:.1f} | {on['seconds']:.1f} "
+            f"| {on['seconds'] / off['seconds']:.2f} | {off['steps_per_s']:.1f} "
+            f"| {on['steps_per_s']:.1f} | {on['compiled']} "
+            f"| {off['n_active']}; {on['n_active']} |"
+        )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import torch
 from test_curriculum_parts import _trainer
 
 from pyro_pots.errors import TrainingFailed
-from pyro_pots.training.trainer import MAX_FRUITLESS_ROLLBACKS
+from pyro_pots.training.trainer_state import MAX_FRUITLESS_ROLLBACKS
 
 
 class _FaultyELBO:

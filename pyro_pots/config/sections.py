@@ -315,7 +315,12 @@ class TrainConfig(Section):
         "torch CPU threads; 1 by default: on 2 idle cores a digits fit takes as long with 1 as "
         "with 2, and beside one busy process 2 threads took 2.8 times as long, 1 thread no longer",
     )
-    jit: bool = key(flag(), False, "compile the ELBO with JitTrace_ELBO")
+    jit: bool = key(
+        flag(),
+        False,
+        "compile the ELBO with JitTrace_ELBO: one compiled ELBO for the whole fit (lambda and "
+        "the kick's values are its tensor arguments); not under torchrun",
+    )
     bad_step_patience: int = key(
         integer(1, MAX_EPOCHS),
         5,

@@ -1,21 +1,35 @@
 """
 Do the per-row scores of ``pyro-pots evaluate --output`` flag out-of-distribution rows?
-Fit on digits 0-4, score the held-out rows of 0-4 (in distribution) against every row of
-5-9 (out of distribution), and report the AUROC of each score (scikit-learn), side by side
-with two baselines fitted on the same training rows in the same run: a GaussianMixture
-(K = 5 given, full covariance) log-likelihood and a plain single-latent Pyro VAE's ELBO.
 
-    python benchmarks/ood.py --out runs/ood                       # fit, then score
-    python benchmarks/ood.py --out runs/ood --run runs/ood/pots   # reuse the fitted run
+The protocol of issue 18, on two pairs (in distribution / out of distribution):
 
-``--out`` receives ``digits_0-4.npz`` (the data spec of the fit: the data spec has no class
-filter) and the run directory ``pots``. Prints a Markdown table.
+- ``digits``: scikit-learn's digits 0-4 against 5-9;
+- ``synthetic``: ``synthetic:k=8,d=20,n=2000,latent=4,sep=4,seed=0``, clusters 0-3
+  against 4-7 (chosen, before any pots score was seen, as a setting where the baselines
+  are not saturated: k-NN AUROC about 0.97).
+
+For each seed, half of the in-distribution rows (drawn with that seed) is the data of one
+pots fit (defaults; the fit holds out its own tenth, ``data.heldout_fraction``, for the
+curriculum, with ``data.seed`` = the seed) and of every baseline; the other half (in) and
+every out-of-distribution row (out) are scored. AUROC from ``sklearn.metrics``, OOD =
+positive. Reported per score: the mean AUROC over the seeds, its bootstrap standard error
+(rows resampled within each group of each seed, the mean over the seeds recomputed, 200
+resamples) and the seeds' standard deviation.
+
+    python benchmarks/ood.py --out runs/ood --set train.threads=1            # both pairs
+    python benchmarks/ood.py --out runs/ood --pairs synthetic --seeds 0 1 2  # a part
+
+Fits are cached in ``--out/<pair>/seed<S>/pots`` (a run with a ``summary.json`` is
+reused) and the per-row numbers the scores are made of in ``.../parts.npz``, so a rerun
+only tabulates. Runs one fit at a time; set ``OMP_NUM_THREADS=1`` for one torch thread.
 """
 
 import argparse
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pyro
@@ -23,14 +37,83 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
+from scipy.special import logsumexp
+from scipy.stats import rankdata
+from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from pyro_pots import fit, load_run
 from pyro_pots.config import load_config
-from pyro_pots.data import load_data, load_digits
+from pyro_pots.data import load_data, load_digits, make_synthetic
+from pyro_pots.model.scoring import pot_scores
 from pyro_pots.uncertainty import calibrate, per_row_log_weights, pot_misfit, row_scores
+
+#: the second pair's data, clusters 0-3 in distribution.
+SYNTHETIC = dict(n_clusters=8, n_features=20, n_rows=2000, latent_dim=4, separation=4.0, seed=0)
+
+
+@dataclass
+class Pair:
+    """One in/out pair: every in-distribution and every out-of-distribution row."""
+
+    name: str
+    inliers: np.ndarray
+    outliers: np.ndarray
+
+
+def load_pair(name: str) -> Pair:
+    if name == "digits":
+        digits = load_digits()
+        return Pair(name, digits.X[digits.labels <= 4], digits.X[digits.labels >= 5])
+    if name == "synthetic":
+        data = make_synthetic(**SYNTHETIC)
+        return Pair(name, data.X[data.labels <= 3], data.X[data.labels >= 4])
+    raise ValueError(f"unknown pair {name!r}")
+
+
+def halves(n_rows: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The rows of the fit and the in-distribution test rows: a seeded half each."""
+    rows = np.random.default_rng(seed).permutation(n_rows)
+    return np.sort(rows[: n_rows // 2]), np.sort(rows[n_rows // 2 :])
+
+
+def fitted_run(pair: Pair, seed: int, out: Path, overrides: Sequence[str]):
+    """The pots fit on the seed's half (cached), and its own train / held-out split."""
+    fit_rows, _ = halves(len(pair.inliers), seed)
+    folder = out / pair.name / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / "fit_rows.npz"
+    if not spec.exists():
+        np.savez(spec, X=pair.inliers[fit_rows])
+    run = folder / "pots"
+    if not (run / "summary.json").exists():
+        cfg = load_config(
+            None,
+            [
+                f"data.spec={spec}",
+                f"data.seed={seed}",
+                f"train.seed={seed}",
+                f"output.dir={run}",
+                "output.overwrite=true",
+                *overrides,
+            ],
+        )
+        start = time.perf_counter()
+        fit(cfg, progress=False)
+        (folder / "fit_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+    fitted = load_run(run)
+    data = load_data(fitted.config.data.spec, fitted.config.model.likelihood)
+    train, held = data.split(fitted.config.data.heldout_fraction, fitted.config.data.seed)
+    return fitted, train.X, held.X
+
+
+#: importance samples of the IW scores, and of the "more samples" lever.
+SAMPLES, MORE_SAMPLES = 64, 512
+#: k of the k-NN distances (the baseline's and the pots' neighbours option).
+K_NEIGHBOURS = 5
 
 
 class PlainVAE(nn.Module):
@@ -61,140 +144,209 @@ class PlainVAE(nn.Module):
             pyro.sample("z", dist.Normal(self.loc(h), scale).to_event(1))
 
 
-def fit_plain_vae(x: torch.Tensor, epochs: int, seed: int) -> PlainVAE:
+def plain_vae_neg_iw(x_fit: np.ndarray, x: np.ndarray, epochs: int, seed: int) -> np.ndarray:
+    """Fit the plain VAE (Adam 1e-3, batches of 128) and return -IW (S = 64) of ``x``."""
+    pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    vae = PlainVAE(x.shape[1])
+    vae = PlainVAE(x_fit.shape[1])
     svi = SVI(vae.model, vae.guide, Adam({"lr": 1e-3}), Trace_ELBO())
+    rows = torch.from_numpy(x_fit)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        for rows in torch.randperm(len(x), generator=gen).split(128):
-            svi.step(x[rows])
-    return vae
+        for batch in torch.randperm(len(rows), generator=gen).split(128):
+            svi.step(rows[batch])
+    with torch.no_grad():
+        log_w = per_row_log_weights(vae.model, vae.guide, torch.from_numpy(x), SAMPLES)
+    pyro.clear_param_store()
+    return -(log_w.logsumexp(0) - np.log(SAMPLES)).numpy()
 
 
-@torch.no_grad()
-def plain_vae_neg_elbo(vae: PlainVAE, x: torch.Tensor, num_samples: int) -> np.ndarray:
-    """-log of the IW bound with ``num_samples`` draws per row (1: the plain ELBO)."""
-    log_w = per_row_log_weights(vae.model, vae.guide, x, num_samples)
-    return -(log_w.logsumexp(0) - np.log(num_samples)).numpy()
+def knn_distance(ref: np.ndarray, x: np.ndarray, k: int = K_NEIGHBOURS) -> np.ndarray:
+    """Mean Euclidean distance to the ``k`` nearest rows of ``ref``."""
+    return NearestNeighbors(n_neighbors=k).fit(ref).kneighbors(x)[0].mean(1)
 
 
-def tuned_gmm(x: np.ndarray, seed: int) -> GaussianMixture:
-    """K = 5, full covariance, ``reg_covar`` chosen by the likelihood of a validation fifth
-    of the (in-distribution) training rows: tuned without seeing an outlier."""
-    rng = np.random.default_rng(seed)
-    valid = np.zeros(len(x), bool)
-    valid[rng.choice(len(x), len(x) // 5, replace=False)] = True
-
-    def held_loglik(reg: float) -> float:
-        gmm = GaussianMixture(5, covariance_type="full", reg_covar=reg, random_state=seed)
-        return gmm.fit(x[~valid]).score(x[valid])
-
-    best = max(10.0 ** np.arange(-6, 0), key=held_loglik)
-    return GaussianMixture(5, covariance_type="full", reg_covar=best, random_state=seed).fit(x)
-
-
-@torch.no_grad()
-def zscore_variant(vae, train_x: torch.Tensor, x: torch.Tensor, samples) -> np.ndarray:
-    """The misfit in the row's pot as a robust z-score: (l_c - median_c) / (1.4826 MAD_c),
-    the statistics over the pot's training rows (the variant ood_score does not use)."""
-    resp, _, nll = pot_misfit(vae, train_x, samples)
-    assign = resp.argmax(-1)
-    centre, spread = [], []
-    for j in range(resp.shape[1]):
-        own = nll[assign == j, j]
-        centre.append(own.median())
-        spread.append(1.4826 * (own - own.median()).abs().median())
-    resp, _, nll = pot_misfit(vae, x, samples)
-    a = resp.argmax(-1)
-    own = nll.gather(-1, a[:, None]).squeeze(-1)
-    return ((own - torch.stack(centre)[a]) / torch.stack(spread)[a]).numpy()
+def baseline_scores(x_fit: np.ndarray, x: np.ndarray, seed: int, vae_epochs: int):
+    """The baselines, each fitted on the seed's half (higher = more OOD)."""
+    pca = PCA(20, random_state=seed).fit(x_fit)
+    gmm = GaussianMixture(10, covariance_type="full", random_state=seed)
+    gmm.fit(pca.transform(x_fit))
+    raw = GaussianMixture(5, covariance_type="full", random_state=seed).fit(x_fit)
+    return {
+        f"baseline: k-NN distance (k = {K_NEIGHBOURS}, mean)": knn_distance(x_fit, x),
+        "baseline: GaussianMixture K=10 full on PCA-20, -log p": -gmm.score_samples(
+            pca.transform(x)
+        ),
+        "baseline: GaussianMixture K=5 full (defaults), -log p": -raw.score_samples(x),
+        f"baseline: plain VAE, -IW (S={SAMPLES})": plain_vae_neg_iw(x_fit, x, vae_epochs, seed),
+    }
 
 
-def auroc_and_se(is_ood: np.ndarray, score: np.ndarray, seed: int, reps: int = 500):
-    """AUROC and its bootstrap standard error (rows resampled within each group)."""
-    rng = np.random.default_rng(seed)
-    inl, out = np.flatnonzero(is_ood == 0), np.flatnonzero(is_ood == 1)
-    boot = [
-        roc_auc_score(is_ood[rows], score[rows])
-        for rows in (
-            np.r_[rng.choice(inl, len(inl)), rng.choice(out, len(out))] for _ in range(reps)
+def _own(nll: np.ndarray, pot: np.ndarray) -> np.ndarray:
+    return nll[np.arange(len(pot)), pot]
+
+
+def _pot_medians(nll: np.ndarray, pot: np.ndarray) -> np.ndarray:
+    """Each pot's median misfit over its rows (all rows' for an empty pot), as calibrate."""
+    overall = _own(nll, pot)
+    return np.array(
+        [np.median(nll[pot == j, j] if (pot == j).any() else overall) for j in range(nll.shape[1])]
+    )
+
+
+def _robust_z(values: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    centre = np.median(ref)
+    return (values - centre) / (1.4826 * np.median(np.abs(ref - centre)))
+
+
+def lever_scores(vae, train: np.ndarray, x: np.ndarray) -> Dict[str, np.ndarray]:
+    """The levers that are not options of the library, from the same per-pot numbers
+    (:func:`pyro_pots.uncertainty.pot_misfit`, IW with ``SAMPLES``; codes of ``pot_scores``)."""
+    with torch.no_grad():
+        t_resp, _, t_nll = (v.numpy() for v in pot_misfit(vae, torch.from_numpy(train), SAMPLES))
+        resp, _, nll = (v.numpy() for v in pot_misfit(vae, torch.from_numpy(x), SAMPLES))
+        gen = torch.Generator()
+        t_codes = pot_scores(vae, torch.from_numpy(train), vae.active, generator=gen.manual_seed(0))
+        codes = pot_scores(vae, torch.from_numpy(x), vae.active, generator=gen.manual_seed(0))
+    t_pot, pot = t_resp.argmax(1), resp.argmax(1)
+    median = _pot_medians(t_nll, t_pot)
+    log_pi = np.log(np.clip(t_resp.mean(0), 1e-6, None))
+    ood = _own(nll, pot) - median[pot]
+    t_ood = _own(t_nll, t_pot) - median[t_pot]
+    # distance of the row's latent mean (in its pot) to the pot's training rows' means
+    dist, t_dist = np.zeros(len(x)), np.zeros(len(train))
+    for j in range(len(median)):
+        ref = t_codes.codes[j].numpy()[t_pot == j]
+        if (pot == j).any():
+            dist[pot == j] = knn_distance(ref, codes.codes[j].numpy()[pot == j])
+        nn = NearestNeighbors(n_neighbors=K_NEIGHBOURS + 1).fit(ref)
+        t_dist[t_pot == j] = nn.kneighbors(ref)[0][:, 1:].mean(1)  # leave the row out
+    posterior_pot = (log_pi - nll).argmax(1)
+    return {
+        f"lever 3: + distance to the pot's latent codes (z-sum, IW S={SAMPLES})": _robust_z(
+            ood, t_ood
         )
-    ]
-    return roc_auc_score(is_ood, score), float(np.std(boot))
+        + _robust_z(dist, t_dist),
+        f"lever 4: pot = argmax of the mixture posterior (IW S={SAMPLES})": _own(nll, posterior_pot)
+        - median[posterior_pot],
+        f"lever 4: mixture of the calibrated pots, -log sum pi e^-ood (IW S={SAMPLES})": -(
+            logsumexp(log_pi - nll + median, axis=1)
+        ),
+    }
 
 
-def write_inlier_data(out: Path) -> Path:
-    digits = load_digits()
-    keep = digits.labels <= 4
-    path = out / "digits_0-4.npz"
-    np.savez(path, X=digits.X[keep], y=digits.labels[keep])
-    return path
+def pots_scores(fitted, train: np.ndarray, held: np.ndarray, x: np.ndarray):
+    """The pots' scores through :mod:`pyro_pots.uncertainty` (each option as a user sets
+    it), then the levers that are not options."""
+    vae, tx, hx, rows = fitted.model, *(torch.from_numpy(v) for v in (train, held, x))
+    plain = row_scores(vae, rows, calibrate(vae, tx, None))
+    iw = row_scores(vae, rows, calibrate(vae, tx, SAMPLES), SAMPLES)
+
+    def ood(calibration_rows, samples=SAMPLES, **options) -> np.ndarray:
+        calibration = calibrate(vae, calibration_rows, samples, **options)
+        return row_scores(vae, rows, calibration, samples)["ood_score"]
+
+    k = K_NEIGHBOURS
+    scores = {
+        "pots: 1 - max_resp": 1 - plain["max_resp"],
+        "pots: entropy": plain["entropy"],
+        "pots: neg_elbo (ELBO)": plain["neg_elbo"],
+        f"pots: neg_elbo (IW, S={SAMPLES})": iw["neg_elbo"],
+        "pots: ood_score (ELBO; the default)": plain["ood_score"],
+        f"pots: ood_score (IW, S={SAMPLES})": iw["ood_score"],
+        f"lever 1: ood_score calibrated on the fit's held-out rows (IW, S={SAMPLES})": ood(hx),
+        f"lever 2: ood_score (IW, S={MORE_SAMPLES})": ood(tx, MORE_SAMPLES),
+        f"lever 3: ood_score, neighbours={k} (IW, S={SAMPLES})": ood(tx, neighbours=k),
+        f"lever 5: ood_score, saturated (IW, S={SAMPLES})": ood(tx, saturated=True),
+        f"levers 3+5: ood_score, neighbours={k}, saturated (IW, S={SAMPLES})": ood(
+            tx, neighbours=k, saturated=True
+        ),
+        f"levers 3+5: ood_score, neighbours={k}, saturated (ELBO)": ood(
+            tx, None, neighbours=k, saturated=True
+        ),
+    }
+    scores.update(lever_scores(vae, train, x))
+    return scores
 
 
-def main() -> None:
+def seed_scores(pair: Pair, seed: int, out: Path, overrides: Sequence[str], vae_epochs: int):
+    """Every score of one seed on its test rows (in, then out), cached in ``scores.npz``."""
+    folder = out / pair.name / f"seed{seed}"
+    path = folder / "scores.npz"
+    fitted, train, held = fitted_run(pair, seed, out, overrides)
+    fit_rows, test_rows = halves(len(pair.inliers), seed)
+    x = np.concatenate([pair.inliers[test_rows], pair.outliers])
+    is_ood = np.r_[np.zeros(len(test_rows)), np.ones(len(pair.outliers))]
+    if path.exists():
+        cached = np.load(path)
+        names = json.loads(str(cached["names"]))
+        return fitted, is_ood, {name: cached[f"s{i}"] for i, name in enumerate(names)}
+    scores = pots_scores(fitted, train, held, x)
+    scores.update(baseline_scores(pair.inliers[fit_rows], x, seed, vae_epochs))
+    names = list(scores)
+    np.savez(path, names=json.dumps(names), **{f"s{i}": scores[n] for i, n in enumerate(names)})
+    return fitted, is_ood, scores
+
+
+def auroc(is_ood: np.ndarray, score: np.ndarray) -> float:
+    """AUROC by the rank-sum (Mann-Whitney) formula, ties counted half."""
+    ranks = rankdata(score)
+    n_out = is_ood.sum()
+    n_in = len(is_ood) - n_out
+    return float((ranks[is_ood == 1].sum() - n_out * (n_out + 1) / 2) / (n_in * n_out))
+
+
+def seeds_auroc(results, name: str, reps: int = 200, seed: int = 0):
+    """Mean AUROC over the seeds, its bootstrap SE (rows resampled within each group of
+    each seed, the mean recomputed) and the seeds' standard deviation."""
+    per_seed = [roc_auc_score(is_ood, scores[name]) for is_ood, scores in results]
+    rng = np.random.default_rng(seed)
+    boot = np.zeros(reps)
+    for is_ood, scores in results:
+        inl, out = np.flatnonzero(is_ood == 0), np.flatnonzero(is_ood == 1)
+        for r in range(reps):
+            rows = np.r_[rng.choice(inl, len(inl)), rng.choice(out, len(out))]
+            boot[r] += auroc(is_ood[rows], scores[name][rows]) / len(results)
+    return float(np.mean(per_seed)), float(np.std(boot)), float(np.std(per_seed)), per_seed
+
+
+def main(argv: List[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/ood")
-    parser.add_argument("--run", help="reuse this fitted run on digits_0-4.npz")
-    parser.add_argument("--samples", type=int, default=64, help="S of the IW scores")
-    parser.add_argument("--vae-epochs", type=int, default=800, help="as the pots budget")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pairs", nargs="+", default=["digits", "synthetic"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--vae-epochs", type=int, default=800, help="plain VAE, as the pots")
+    parser.add_argument("--fit-only", action="store_true", help="fit (cached), no scores")
     parser.add_argument("--set", action="append", default=[], help="config overrides")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = write_inlier_data(out)
-    run = Path(args.run) if args.run else out / "pots"
-    if args.run is None:
-        overrides = [f"data.spec={spec}", f"output.dir={run}", f"train.seed={args.seed}"]
-        cfg = load_config(None, overrides + ["output.overwrite=true"] + args.set)
-        vae = fit(cfg, progress=False).vae
-    else:
-        fitted = load_run(run)
-        cfg, vae = fitted.config, fitted.model
-    inliers = load_data(cfg.data.spec, cfg.model.likelihood)
-    train, held = inliers.split(cfg.data.heldout_fraction, cfg.data.seed)
-    digits = load_digits()
-    outliers = digits.X[digits.labels >= 5]
-    x = torch.from_numpy(np.concatenate([held.X, outliers]))
-    is_ood = np.r_[np.zeros(held.n_rows), np.ones(len(outliers))]
-    train_x = torch.from_numpy(train.X)
-
-    scores: Dict[str, np.ndarray] = {}
-    plain = row_scores(vae, x, calibrate(vae, train_x, None))
-    iw = row_scores(vae, x, calibrate(vae, train_x, args.samples), args.samples)
-    scores["pots: 1 - max_resp"] = 1 - plain["max_resp"]
-    scores["pots: entropy"] = plain["entropy"]
-    scores["pots: neg_elbo (ELBO)"] = plain["neg_elbo"]
-    scores[f"pots: neg_elbo (IW, S={args.samples})"] = iw["neg_elbo"]
-    scores["pots: ood_score (ELBO)"] = plain["ood_score"]
-    scores[f"pots: ood_score (IW, S={args.samples})"] = iw["ood_score"]
-    scores["pots: ood_score as a z-score (ELBO; not used)"] = zscore_variant(vae, train_x, x, None)
-
-    gmm = GaussianMixture(5, covariance_type="full", random_state=args.seed).fit(train.X)
-    scores["baseline: GaussianMixture K=5 (defaults: reg_covar=1e-6), -log p"] = -gmm.score_samples(
-        x.numpy()
-    )
-    tuned = tuned_gmm(train.X, args.seed)
-    name = f"baseline: GaussianMixture K=5, reg_covar={tuned.reg_covar:g} (validation), -log p"
-    scores[name] = -tuned.score_samples(x.numpy())
-    start = time.perf_counter()
-    plain_vae = fit_plain_vae(train_x, args.vae_epochs, args.seed)
-    vae_s = time.perf_counter() - start
-    scores["baseline: plain VAE, -ELBO"] = plain_vae_neg_elbo(plain_vae, x, 1)
-    scores[f"baseline: plain VAE, -IW (S={args.samples})"] = plain_vae_neg_elbo(
-        plain_vae, x, args.samples
-    )
-
-    print(
-        f"Run `{run}`: {int(vae.active.sum())} open pots; in distribution: {held.n_rows} "
-        f"held-out rows of digits 0-4; out: {len(outliers)} rows of digits 5-9 "
-        f"(plain VAE: d = 8, {args.vae_epochs} epochs, {vae_s:.0f} s).\n"
-    )
-    print("| score (higher = more OOD) | AUROC | bootstrap SE |\n| --- | --- | --- |")
-    for name, value in scores.items():
-        auroc, se = auroc_and_se(is_ood, value, args.seed)
-        print(f"| {name} | {auroc:.3f} | {se:.3f} |")
+    for name in args.pairs:
+        pair = load_pair(name)
+        results, pots, fit_s = [], [], []
+        for seed in args.seeds:
+            if args.fit_only:
+                fitted_run(pair, seed, out, args.set)
+                print(f"{name} seed {seed}: fitted", flush=True)
+                continue
+            fitted, is_ood, scores = seed_scores(pair, seed, out, args.set, args.vae_epochs)
+            results.append((is_ood, scores))
+            pots.append(int(fitted.model.active.sum()))
+            fit_s.append(float((out / name / f"seed{seed}" / "fit_seconds.txt").read_text()))
+        if not results:
+            continue
+        is_ood = results[0][0]
+        print(
+            f"\n### {name}: {int((is_ood == 0).sum())} rows in, {int(is_ood.sum())} out, "
+            f"seeds {args.seeds}; pots per fit {pots}, fit time {np.mean(fit_s):.0f} s (mean)\n"
+        )
+        print("| score (higher = more OOD) | AUROC, mean of seeds | bootstrap SE | seed std |")
+        print("| --- | --- | --- | --- |")
+        table = [(n, *seeds_auroc(results, n)) for n in results[0][1]]
+        for n, mean, se, std, _ in table:
+            print(f"| {n} | {mean:.4f} | {se:.4f} | {std:.4f} |")
+        ranked = sorted(table, key=lambda row: -row[1])
+        print("\nranked: " + "; ".join(f"{n} {mean:.4f}" for n, mean, *_ in ranked[:4]))
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ encoder's routing) :func:`row_scores` gives:
     relative to the pot: pots differ in how many nats a typical row costs (a "1" is
     cheaper to encode than an "8"), so a global threshold on the likelihood flags complex
     in-distribution rows before outliers routed to a simple pot. (Dividing by each pot's
-    spread as well, a z-score, measured slightly worse: ``docs/benchmarks.md``.)
+    spread as well, a z-score, measured slightly worse in issue 7's one-fit benchmark.)
 
     Two options of :func:`calibrate`, off by default (measured in ``docs/benchmarks.md``):
 

@@ -20,8 +20,10 @@ resamples) and the seeds' standard deviation.
     python benchmarks/ood.py --out runs/ood --pairs synthetic --seeds 0 1 2  # a part
 
 Fits are cached in ``--out/<pair>/seed<S>/pots`` (a run with a ``summary.json`` is
-reused) and the per-row numbers the scores are made of in ``.../parts.npz``, so a rerun
-only tabulates. Runs one fit at a time; set ``OMP_NUM_THREADS=1`` for one torch thread.
+reused) and every score of every test row in ``.../scores.npz`` (delete it to rescore
+after changing a score), so a rerun only tabulates. Runs one fit at a time; set
+``OMP_NUM_THREADS=1`` for one torch thread. ``--set train.max_epochs=3000`` with another
+``--out`` gives the second table of ``docs/benchmarks.md`` (fits to the curriculum's end).
 """
 
 import argparse

@@ -8,6 +8,8 @@ over the pots (the plainest code).
     python benchmarks/speed.py --repeats 9 --out runs/speed9
     python benchmarks/speed.py --device cuda --out runs/speed_cuda   # where a GPU is
     python benchmarks/speed.py --only jit-fit --fit-epochs 100 --fit-repeats 3   # JIT on/off
+    python benchmarks/speed.py --only pinned busy rss --out runs/speed_fits   # issue 17's rows
+    python benchmarks/speed.py --only pinned busy rss --quick --out runs/speed_quick  # check
 
 A step is forward, backward and an Adam update (the trainer's fused Adam, for both). The
 Pyro path is what the trainer runs:
@@ -23,8 +25,19 @@ machine. On a GPU (``--device cuda``) each clock reading waits for
 whole short curriculum fits (``pyro_pots.fit`` on ``--fit-data`` for ``--fit-epochs``
 epochs, no plots) with ``train.jit`` off and on, interleaved, medians over
 ``--fit-repeats``: the warm-up's lambdas and the kicks run through one compiled ELBO, so
-the compile is paid once per fit and counted in the JIT fit's time. Prints Markdown tables
-and writes them to ``--out``/speed.md, with the numbers in speed.json.
+the compile is paid once per fit and counted in the JIT fit's time.
+
+Three more tables, only on request (``--only pinned busy rss``; issue 17), run whole fits
+through the CLI, each in a fresh process (``benchmarks/speed_fits.py``), on
+``train.device=--device``: ``pinned``, a digits fit with today's defaults against the same
+fit at main's commit 0c7f2d4 (checked out into a temporary git worktree), the same
+``train.threads`` for both, alternating, medians over ``--pinned-repeats``: wall seconds,
+today / pinned, and each run's pots and ARI; ``busy``, today's digits fit idle and beside one
+CPU-bound spinning process, alternating, for each of ``--busy-threads``: seconds and busy /
+idle; ``rss``, the peak RSS of a fit on synthetic 60 000 x 784 rows with 20 pots open from
+the start for ``--rss-epochs`` epochs, against issue 17's 1.5 GB. ``--quick`` shrinks them
+to a check that they run (a few epochs, 6000 rows; its numbers mean nothing). Prints
+Markdown tables and writes them to ``--out``/speed.md, with the numbers in speed.json.
 """
 
 import argparse
@@ -47,6 +60,9 @@ from pyro_pots.training.parts import ScheduledElbo, adam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from twin import twin_loss  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_fits import PINNED_COMMIT, RSS_LIMIT_BYTES, busy_fits, pinned_fits, rss_fit  # noqa: E402
 
 
 def make(data_dim: int, num_pots: int, device: torch.device, seed: int = 0) -> PotsVAE:
@@ -251,7 +267,27 @@ def jit_fits(data: str, epochs: int, repeats: int, threads: int, device: str) ->
     return summary
 
 
-SECTIONS = ("twin", "k-max", "rows", "jit-fit")
+#: the tables a plain run prints; the whole-fit tables of issue 17 run only when named
+DEFAULT_SECTIONS = ("twin", "k-max", "rows", "jit-fit")
+SECTIONS = (*DEFAULT_SECTIONS, "pinned", "busy", "rss")
+#: --quick: epochs of each whole fit, and the rows of the RSS fit
+QUICK_EPOCHS, QUICK_RSS_ROWS = 3, 6000
+
+
+def describe(sets: List[str], threads) -> str:
+    """A whole-fit table's settings for its header: the --set items beyond the defaults and
+    the thread count (both sides of a row get the same)."""
+    told = ", ".join(f"`{item}`" for item in sets)
+    if threads is None:
+        return told
+    return f"{told}, train.threads={threads} and OMP_NUM_THREADS={threads}"
+
+
+def outcomes(fits: List[Dict]) -> str:
+    """Each fit's pots and ARI, in run order."""
+    return "; ".join(
+        f"{f['n_active']}, {'-' if f['ari'] is None else format(f['ari'], '.3f')}" for f in fits
+    )
 
 
 def main() -> None:
@@ -262,12 +298,43 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--out", default="runs/speed", help="folder for speed.md and speed.json")
     parser.add_argument(
-        "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="tables to run"
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(DEFAULT_SECTIONS),
+        help=f"tables to run (default: {' '.join(DEFAULT_SECTIONS)})",
     )
     parser.add_argument("--fit-data", default="digits", help="data of the JIT on/off fits")
     parser.add_argument("--fit-epochs", type=int, default=100, help="epochs of each fit")
     parser.add_argument("--fit-repeats", type=int, default=3, help="fits per JIT setting")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"pinned, busy, rss: fits of {QUICK_EPOCHS} epochs (rss: 1 epoch on "
+        f"{QUICK_RSS_ROWS} rows), to check that they run; jit-fit: --fit-epochs {QUICK_EPOCHS}",
+    )
+    parser.add_argument("--pinned-commit", default=PINNED_COMMIT, help="the older commit")
+    parser.add_argument("--pinned-repeats", type=int, default=1, help="fits of each side")
+    parser.add_argument(
+        "--pinned-threads",
+        type=int,
+        default=load_config(None, []).train.threads,
+        help="train.threads of both sides (default: today's default)",
+    )
+    parser.add_argument("--busy-threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--busy-repeats", type=int, default=1, help="idle and busy fits each")
+    parser.add_argument("--rss-rows", type=int, help="rows of the RSS fit (default 60000)")
+    parser.add_argument("--rss-pots", type=int, default=20, help="pots, all open from the start")
+    parser.add_argument("--rss-epochs", type=int, help="epochs of the RSS fit (default 3)")
+    parser.add_argument(
+        "--rss-threads", type=int, help="train.threads of the RSS fit (default: today's default)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.fit_epochs = min(args.fit_epochs, QUICK_EPOCHS)
+    fit_sets = [f"train.device={args.device}"]  # the whole fits: defaults, on --device
+    if args.quick:
+        fit_sets.append(f"train.max_epochs={QUICK_EPOCHS}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -367,6 +434,67 @@ def main() -> None:
             f"| {on['seconds'] / off['seconds']:.2f} | {off['steps_per_s']:.1f} "
             f"| {on['steps_per_s']:.1f} | {on['compiled']} "
             f"| {off['n_active']}; {on['n_active']} |"
+        )
+
+    if "pinned" in args.only:
+        r = pinned_fits(
+            "digits", args.pinned_threads, args.pinned_repeats, fit_sets, args.pinned_commit
+        )
+        results["pinned"] = {"quick": args.quick, "repeats": args.pinned_repeats, **r}
+        today, pinned = r["today"], r["pinned"]
+        emit(
+            "",
+            f"| digits fit, defaults ({describe(fit_sets, args.pinned_threads)}; "
+            f"median of {args.pinned_repeats}) | s, today | s, at {r['commit']} "
+            "| today / pinned | pots, ARI today | pots, ARI pinned |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| wall s of `python -m pyro_pots fit` | {today['seconds']:.1f} "
+            f"| {pinned['seconds']:.1f} | {r['ratio']:.2f} | {outcomes(today['fits'])} "
+            f"| {outcomes(pinned['fits'])} |",
+        )
+
+    if "busy" in args.only:
+        r = busy_fits("digits", args.busy_threads, args.busy_repeats, fit_sets)
+        results["busy"] = {"quick": args.quick, "repeats": args.busy_repeats, "threads": r}
+        emit(
+            "",
+            f"| digits fit, defaults ({describe(fit_sets, None)}; median of "
+            f"{args.busy_repeats}), train.threads = OMP_NUM_THREADS | s, idle "
+            "| s, beside 1 spinning process "
+            "| busy / idle | pots, ARI idle | pots, ARI busy |",
+            "| --- | --- | --- | --- | --- | --- |",
+        )
+        for count, row in r.items():
+            emit(
+                f"| {count} | {row['idle']['seconds']:.1f} | {row['busy']['seconds']:.1f} "
+                f"| {row['ratio']:.2f} | {outcomes(row['idle']['fits'])} "
+                f"| {outcomes(row['busy']['fits'])} |"
+            )
+
+    if "rss" in args.only:
+        rows = args.rss_rows or (QUICK_RSS_ROWS if args.quick else 60000)
+        epochs = args.rss_epochs or (1 if args.quick else 3)
+        threads = args.rss_threads or load_config(None, []).train.threads
+        data = f"synthetic:k=10,d=784,n={rows}"
+        sets = [
+            f"train.device={args.device}",
+            f"model.num_pots={args.rss_pots}",
+            f"curriculum.start_pots={args.rss_pots}",
+            f"train.max_epochs={epochs}",
+        ]
+        r = rss_fit(data, threads, sets)
+        results["rss"] = {"data": data, "sets": sets, "threads": threads, **r}
+        limit_mb = RSS_LIMIT_BYTES / 1e6
+        emit(
+            "",
+            f"| fit ({data}, {args.rss_pots} pots open from the start, {epochs} epochs, "
+            f"{describe(sets[:1], threads)}) | peak RSS MB (10^6 bytes) "
+            f"| <= {limit_mb:.0f} MB "
+            "| pots at the end | wall s |",
+            "| --- | --- | --- | --- | --- |",
+            f"| `ru_maxrss` of the fit's process | {r['max_rss_bytes'] / 1e6:.0f} "
+            f"| {'yes' if r['within_limit'] else '**no**'} | {r['n_active']} "
+            f"| {r['seconds']:.1f} |",
         )
 
     out = Path(args.out)

@@ -95,6 +95,7 @@ OURS = {
     "parent rule recon": ["curriculum.parent_rule=recon"],
     "stop: held-out gain": ["curriculum.heldout_stop=true"],
     "stop: default, 3x budget": ["train.max_epochs=2400"],
+    "default, 2x budget": ["train.max_epochs=1600"],
     "retry spectral": ["curriculum.split_proposals=two_means,spectral"],
     "evidence z=3": ["curriculum.evidence_z=3"],
     "retry spectral + evidence z=3": [
@@ -104,6 +105,15 @@ OURS = {
     "spectral first + evidence z=3": [
         "curriculum.split_proposals=spectral,two_means",
         "curriculum.evidence_z=3",
+    ],
+    "no Potts prior (default until 2026-11-27)": ["curriculum.neighbour_weight=0"],
+    "Potts beta=0.3": ["curriculum.neighbour_weight=0.3"],
+    "Potts beta=1": ["curriculum.neighbour_weight=1"],
+    "Potts beta=3": ["curriculum.neighbour_weight=3"],
+    "Potts beta=1, 2x budget": ["curriculum.neighbour_weight=1", "train.max_epochs=1600"],
+    "Potts beta=1 + spectral first": [
+        "curriculum.neighbour_weight=1",
+        "curriculum.split_proposals=spectral,two_means",
     ],
 }
 

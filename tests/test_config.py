@@ -100,7 +100,7 @@ TABLE_DEFAULTS = {
     "curriculum.min_gain": 0.0,
     "curriculum.evidence_z": 0.0,
     "curriculum.split_proposals": "two_means",
-    "curriculum.neighbour_weight": 0.0,
+    "curriculum.neighbour_weight": 1.0,
     "curriculum.neighbours": 10,
     "curriculum.heldout_stop": False,
     "curriculum.max_fades": 3,

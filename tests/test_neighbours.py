@@ -128,13 +128,14 @@ def _trainer(**overrides):
 
 
 def test_the_trainer_builds_the_prior_only_when_its_weight_is_positive():
-    assert _trainer().neighbour_prior is None
+    assert _trainer(**{"curriculum.neighbour_weight": 0}).neighbour_prior is None
     t = _trainer(**{"curriculum.neighbour_weight": 0.5, "curriculum.neighbours": 4})
     assert t.neighbour_prior.beta == 0.5 and t.neighbour_prior.neighbours.shape == (48, 4)
 
 
 def test_the_prior_changes_training_and_a_resumed_epoch_repeats_it_exactly():
-    plain, with_prior = _trainer(), _trainer(**{"curriculum.neighbour_weight": 1.0})
+    plain = _trainer(**{"curriculum.neighbour_weight": 0})
+    with_prior = _trainer(**{"curriculum.neighbour_weight": 1.0})
     t = _trainer(**{"curriculum.neighbour_weight": 1.0})
     for trainer in (plain, with_prior, t):
         trainer.train_epoch()

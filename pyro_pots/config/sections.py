@@ -228,10 +228,10 @@ class CurriculumConfig(Section):
     )
     neighbour_weight: float = key(
         number(0),
-        0.0,
+        1.0,
         "beta of the Potts prior over the training rows' nearest-neighbour graph: nats per "
         "expected cut edge added to the SVI loss, so that pots follow the graph's components "
-        "(0: off)",
+        "(0: off, the default until 2026-11-27)",
     )
     neighbours: int = key(
         integer(1, 1024),

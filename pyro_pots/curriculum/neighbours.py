@@ -21,25 +21,31 @@ as they are, and the stages are still judged on the held-out mixture bound.
 
 from typing import Optional
 
+import sklearn
 import torch
 from sklearn.neighbors import NearestNeighbors
 
 from pyro_pots.distributions import masked_softmax
 from pyro_pots.model.pots_vae import PotsVAE
 
+#: scikit-learn's working memory for the distance blocks, MB
+WORKING_MEMORY_MB = 256
+
 
 def nearest_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
     """
     Each row's ``k`` nearest other rows by Euclidean distance, ``(N, k)`` row ids (exact,
-    ties broken by row id, so the graph is deterministic).
+    in float64, and deterministic).
 
     :param torch.Tensor x: rows ``(N, D)``, ``N > k``.
     """
     if not 0 < k < len(x):
         raise ValueError(f"k must be in [1, {len(x) - 1}] for {len(x)} rows, got {k}")
     data = x.detach().cpu().double().numpy()
-    # k + 1: each row is its own nearest neighbour (duplicates aside: dropped below)
-    _, ids = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data)
+    # k + 1: each row is its own nearest neighbour (duplicates aside: dropped below); the
+    # distances go in blocks of at most WORKING_MEMORY_MB, so memory stays bounded at scale
+    with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
+        _, ids = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data)
     ids = torch.from_numpy(ids)
     own = torch.arange(len(x)).unsqueeze(-1)
     # drop the row itself; when duplicates put it later than first, drop the first other

@@ -135,8 +135,8 @@ class CurriculumTrainer(TrainerState):
         )
         optimizer = adam(vae.parameters(), cfg.train.lr)
         neighbour_prior = None
-        if c.neighbour_weight > 0:
-            k = min(c.neighbours, len(train_x) - 1)
+        k = min(c.neighbours, len(train_x) - 1)  # a graph needs two rows
+        if c.neighbour_weight > 0 and k > 0:
             neighbour_prior = NeighbourPrior(train_x, k, c.neighbour_weight, cfg.train.seed)
         return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior)
 

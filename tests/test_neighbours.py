@@ -5,12 +5,11 @@ import copy
 
 import pytest
 import torch
+from test_curriculum_parts import _trainer
 
 from pyro_pots import PotsVAE
-from pyro_pots.config import load_config
 from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_neighbours
 from pyro_pots.distributions import pots_mask
-from pyro_pots.training.trainer import CurriculumTrainer
 
 
 def test_nearest_neighbours_are_the_k_closest_other_rows():
@@ -108,23 +107,6 @@ def test_a_step_on_the_prior_alone_moves_a_row_towards_its_neighbours_pot():
     after = vae.responsibilities(x, active)
     assert after[0, 0].item() > before
     assert after[:, 0].std().item() < 0.05  # every row ends in the same pot
-
-
-def _trainer(**overrides):
-    cfg = load_config(
-        None,
-        [
-            "model.num_pots=3",
-            "model.hidden_dim=8",
-            "model.decoder_hidden_dim=8",
-            "train.batch_size=16",
-            *[f"{k}={v}" for k, v in overrides.items()],
-        ],
-    )
-    g = torch.Generator().manual_seed(0)
-    centres = torch.tensor([[0.9] * 4 + [0.1] * 4, [0.1] * 4 + [0.9] * 4])
-    x = (centres[torch.arange(64) % 2] + 0.05 * torch.randn(64, 8, generator=g)).clamp(0, 1)
-    return CurriculumTrainer.from_config(cfg, x[:48], x[48:])
 
 
 def test_the_trainer_builds_the_prior_only_when_its_weight_is_positive():

@@ -8,8 +8,9 @@ import torch
 from test_curriculum_parts import _trainer
 
 from pyro_pots import PotsVAE
-from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_neighbours
+from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio, nearest_neighbours
 from pyro_pots.distributions import pots_mask
+from pyro_pots.model.scoring import PotScores
 
 
 def test_nearest_neighbours_are_the_k_closest_other_rows():
@@ -127,3 +128,47 @@ def test_the_prior_changes_training_and_a_resumed_epoch_repeats_it_exactly():
     assert t.train_epoch()["train_loss"] == second
     bias = "decoders.output_layer.bias"
     assert not torch.equal(plain.vae.state_dict()[bias], with_prior.vae.state_dict()[bias])
+
+
+def test_cut_ratio_against_a_hand_count():
+    # rows 0-3 in pot 5, rows 4-5 in pot 7, row 6 elsewhere; two neighbours each
+    pots = torch.tensor([5, 5, 5, 5, 7, 7, 2])
+    neighbours = torch.tensor([[1, 4], [0, 2], [1, 6], [2, 4], [5, 3], [4, 6], [5, 4]])
+    # edges among pots 5 and 7 (row 6's dropped): 0-1 0-4 1-0 1-2 2-1 3-2 3-4 4-5 4-3 5-4
+    # crossing: 0-4 3-4 4-3 -> 3 of 10; random split of 4 + 2 rows crosses 2*4*2/(6*5)
+    assert cut_ratio(pots, neighbours, 5, 7) == pytest.approx((3 / 10) / (16 / 30))
+    assert cut_ratio(pots, neighbours, 5, 9) is None  # an empty pot
+
+
+def test_cut_ratio_is_zero_across_a_gap_and_about_one_at_random():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(200, 2, generator=g), torch.randn(200, 2, generator=g) + 50])
+    neighbours = nearest_neighbours(x, 10)
+    apart = torch.arange(400) // 200
+    assert cut_ratio(apart, neighbours, 0, 1) == 0.0
+    shuffled = apart[torch.randperm(400, generator=g)]
+    assert cut_ratio(shuffled, neighbours, 0, 1) == pytest.approx(1.0, abs=0.1)
+
+
+def test_split_cut_is_the_cut_ratio_of_the_pending_split():
+    t = _trainer(**{"curriculum.neighbour_weight": 1.0, "curriculum.neighbours": 5})
+    resp = torch.zeros(48, 3)
+    resp[torch.arange(48), torch.arange(48) % 2] = 1.0  # rows alternate between pots 0 and 1
+    scores = PotScores(torch.arange(3), torch.zeros(48, 3), resp, torch.zeros(3, 48, 1))
+    assert t.split_cut(scores) is None  # no split pending
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    expected = cut_ratio(torch.arange(48) % 2, t.neighbour_prior.neighbours, 0, 1)
+    assert t.split_cut(scores) == expected
+
+
+def test_a_judged_split_records_its_cut_ratio_beside_the_gain(monkeypatch):
+    t = _trainer(**{"curriculum.neighbour_weight": 1.0})
+    t.train_epoch()
+    heldout = t.evaluate(full=False)["heldout_rows"]
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    t.pre_split = {"state": t.snapshot(), "heldout_rows": heldout}
+    monkeypatch.setattr(t, "split_cut", lambda scores: 0.25)
+    monkeypatch.setattr(t, "split_agreement", lambda scores: 0.9)
+    evidence = t.stage_end_scores(heldout)["evidence"]
+    assert evidence["cut_ratio"] == 0.25 and evidence["gain"] == 0.0  # the same rows
+    assert set(evidence) == {"gain", "se", "z", "cut_ratio"}

@@ -103,3 +103,30 @@ class NeighbourPrior:
         r_i, r_j = r[: len(rows)], r[len(rows) :]
         same = (r_i * r_j).sum(-1)
         return self.beta * self.k * (1.0 - same).sum()
+
+
+def cut_ratio(pots: torch.Tensor, neighbours: torch.Tensor, a: int, b: int) -> Optional[float]:
+    """
+    How far the split of pots ``a`` and ``b`` follows the neighbour graph: among the edges
+    between rows of either pot, the fraction that join a row of ``a`` to a row of ``b``,
+    over the fraction expected if the same rows were split at random in the same sizes,
+    ``2 n_a n_b / (n (n - 1))``. 0: no edge crosses (the pots are apart in the graph); about
+    1: the boundary ignores the graph. None when a pot is empty or no edge joins their rows.
+
+    :param torch.Tensor pots: one pot id per row, ``(N,)``.
+    :param torch.Tensor neighbours: :func:`nearest_neighbours`' ``(N, k)`` row ids.
+    """
+    pots = pots.cpu()
+    inside = (pots == a) | (pots == b)
+    n_a, n_b = int((pots == a).sum()), int((pots == b).sum())
+    n = n_a + n_b
+    if n_a == 0 or n_b == 0:
+        return None
+    rows = inside.nonzero().squeeze(-1)
+    ends = neighbours.cpu()[rows]
+    edge = inside[ends]  # edges that stay among the two pots' rows
+    if not edge.any():
+        return None
+    crosses = pots[ends] != pots[rows].unsqueeze(-1)
+    observed = float((crosses & edge).sum()) / float(edge.sum())
+    return observed / (2.0 * n_a * n_b / (n * (n - 1)))

@@ -24,7 +24,7 @@ from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs, resolve_likelihood
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
-from pyro_pots.curriculum.neighbours import NeighbourPrior
+from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio
 from pyro_pots.curriculum.proposals import parse_proposals, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError
@@ -248,7 +248,8 @@ class CurriculumTrainer(TrainerState):
 
     def stage_end_scores(self, heldout_rows: torch.Tensor) -> Dict[str, Any]:
         """Misfit, normality, the pending split's agreement and its evidence (the paired
-        held-out gain over :attr:`pre_split`, from this epoch's ``heldout_rows``),
+        held-out gain over :attr:`pre_split`, from this epoch's ``heldout_rows``, and with
+        the neighbour graph its :meth:`split_cut` as ``cut_ratio``),
         computed on rank 0 and sent to every rank (so that every rank takes the same
         decision); the training rows' scores, which only rank 0 needs to split, stay on
         rank 0 (None elsewhere)."""
@@ -259,13 +260,15 @@ class CurriculumTrainer(TrainerState):
             kept.update(self.train_scores())
             scores = kept["scores"]
             normality = stage_scores.normality(scores, self.train_x, seed)
-            return kept["misfit"], normality, self.split_agreement(scores)
+            return kept["misfit"], normality, self.split_agreement(scores), self.split_cut(scores)
 
-        misfit, normality, agreement = distributed.from_main(compute)
+        misfit, normality, agreement, cut = distributed.from_main(compute)
         baseline = self.pre_split["heldout_rows"] if self.pre_split is not None else None
         evidence = None
         if self.manager.pending is not None and baseline is not None:
             evidence = stage_scores.paired_gain(baseline, heldout_rows)
+            if cut is not None:  # recorded in stages.json beside the gain; judges nothing
+                evidence["cut_ratio"] = cut
         return {
             "misfit": misfit,
             "normality": normality,
@@ -280,6 +283,16 @@ class CurriculumTrainer(TrainerState):
         if self.manager.pending is None:
             return None
         return self.kick.agreement(stage_scores.pots_of_rows(scores))
+
+    def split_cut(self, scores: PotScores) -> Optional[float]:
+        """How far the pending split's two pots follow the neighbour graph
+        (:func:`~pyro_pots.curriculum.neighbours.cut_ratio`: 0 apart in the graph, about 1
+        a boundary that ignores it); None without a pending split or a graph."""
+        if self.manager.pending is None or self.neighbour_prior is None:
+            return None
+        pending = self.manager.pending
+        pots = stage_scores.pots_of_rows(scores)
+        return cut_ratio(pots, self.neighbour_prior.neighbours, pending["parent"], pending["pot"])
 
     # -- acting on decisions ---------------------------------------------------------
     def act(

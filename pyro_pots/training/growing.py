@@ -8,6 +8,7 @@ from typing import Any, Dict, Tuple
 
 from pyro_pots import run_dir
 from pyro_pots.config import Config, load_config
+from pyro_pots.curriculum import Decision
 from pyro_pots.errors import PotsInputError, first_line
 from pyro_pots.fitted_run import check_finished
 from pyro_pots.storage.checkpoints import check_header, check_trainer_state
@@ -34,12 +35,26 @@ def check_grow_paths(run: Path, out: Path) -> None:
         )
 
 
+def grow_from(trainer: CurriculumTrainer, state: Dict[str, Any]) -> Decision:
+    """Start ``trainer`` from a fitted run's trainer ``state`` on its (new) data: the model,
+    optimizer, open pots and history carry over, the curriculum starts a new stage, and the
+    ``grow`` decision records each open pot's share of the new rows."""
+    # the old rows' kick targets mean nothing on the new rows
+    no_kick = {"targets": trainer.kick.targets.clone(), "pot": None}
+    trainer.load_state_dict({**state, "kick": no_kick})
+    trainer.finish()  # the fitted model, as its run wrote it: a split not judged is undone
+    usage = trainer.evaluate(full=False)["usage"]
+    decision = trainer.manager.grow({"usage": usage, "rows": len(trainer.train_x)})
+    trainer._clean = trainer.snapshot()
+    return decision
+
+
 def grow(trainer: CurriculumTrainer, state: Dict[str, Any], where: Path) -> None:
-    """``trainer.grow_from(state)``, the state checked first as ``--resume`` checks its
-    own (Adam's moments of another shape would corrupt memory in the fused kernel)."""
+    """:func:`grow_from`, the state checked first as ``--resume`` checks its own (Adam's
+    moments of another shape would corrupt memory in the fused kernel)."""
     check_trainer_state(trainer, state, where)
     try:
-        trainer.grow_from(state)
+        grow_from(trainer, state)
     except Exception as error:  # any inconsistency torch or the manager finds
         raise PotsInputError(
             f"checkpoint '{where}' does not fit the run's config: "

@@ -400,17 +400,3 @@ class CurriculumTrainer(TrainerState):
         if not self.manager.stopped:
             decision = self.manager.stop("the epoch budget (train.max_epochs) is spent")
             self.act(decision, None)
-
-    # -- growing on new data -----------------------------------------------------------
-    def grow_from(self, state: Dict[str, Any]) -> Decision:
-        """Start from a fitted run's trainer ``state`` on this trainer's (new) data: the
-        model, optimizer, open pots and history carry over, the curriculum starts a new
-        stage, and the ``grow`` decision records each open pot's share of the new rows."""
-        # the old rows' kick targets mean nothing on the new rows
-        no_kick = {"targets": self.kick.targets.clone(), "pot": None}
-        self.load_state_dict({**state, "kick": no_kick})
-        self.finish()  # the fitted model, as its run wrote it: a split not judged is undone
-        usage = self.evaluate(full=False)["usage"]
-        decision = self.manager.grow({"usage": usage, "rows": len(self.train_x)})
-        self._clean = self.snapshot()
-        return decision

@@ -37,6 +37,12 @@ def test_k_out_of_range_is_refused(k):
         nearest_neighbours(torch.zeros(6, 2), k)
 
 
+@pytest.mark.parametrize("beta", [0.0, -1.0])
+def test_a_prior_without_weight_is_refused(beta):
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        NeighbourPrior(torch.zeros(6, 2), k=2, beta=beta, seed=0)
+
+
 def _vae_and_data():
     torch.manual_seed(0)
     vae = PotsVAE(5, num_pots=4, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)

@@ -61,24 +61,18 @@ class NeighbourPrior:
 
     :param torch.Tensor train_x: the training rows ``(N, D)`` the graph is built on.
     :param int k: neighbours per row.
-    :param float beta: nats per cut edge; 0 switches the term off (no graph is built).
+    :param float beta: nats per cut edge, > 0 (a trainer without the prior holds None).
     :param int seed: seeds which neighbour each step's rows are paired with.
     """
 
     def __init__(self, train_x: torch.Tensor, k: int, beta: float, seed: int) -> None:
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        if not beta > 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
         self.k = k
         self.beta = beta
         self.seed = seed
-        self.neighbours: Optional[torch.Tensor] = None
-        if beta > 0:
-            self.neighbours = nearest_neighbours(train_x, k)
+        self.neighbours = nearest_neighbours(train_x, k)
         self._generator = torch.Generator()
-
-    @property
-    def enabled(self) -> bool:
-        return self.neighbours is not None
 
     def start_epoch(self, epoch: int) -> None:
         """Reseed the neighbour draws from the epoch number, so that a resumed run draws
@@ -94,8 +88,6 @@ class NeighbourPrior:
         of the batch rows' expected cut edges times ``beta``, differentiable through both
         ends of every edge.
         """
-        if self.neighbours is None:
-            return train_x.new_zeros(())
         pick = torch.randint(self.k, (len(rows),), generator=self._generator)
         partners = self.neighbours[rows.cpu(), pick].to(rows.device)
         both = torch.cat([rows, partners])

@@ -120,6 +120,12 @@ TABLE_DEFAULTS = {
     "train.jit": False,
     "train.bad_step_patience": 5,
     "train.rollback_lr_factor": 0.5,
+    "grow.freeze_old_pots": False,
+    "grow.replay": "off",
+    "grow.replay_share": 0.5,
+    "grow.seed_new_pot": False,
+    "grow.seed_quantile": 0.95,
+    "grow.seed_min_share": 0.02,
     "output.dir": "runs/fit",
     "output.overwrite": False,
     "output.plots": True,
@@ -258,7 +264,7 @@ def test_save_load_round_trip(tmp_path):
     assert load_config(path).output.dir == "1e3"
     save_config(default_config(), path)
     assert load_config(path) == default_config()
-    sections = ["data", "model", "prior", "routing", "curriculum", "train", "output"]
+    sections = ["data", "model", "prior", "routing", "curriculum", "train", "grow", "output"]
     assert list(config_to_dict(cfg)) == sections
     assert config_to_dict(cfg)["prior"]["sigma"] == 0.25
 

@@ -1,6 +1,6 @@
 """
 Run configuration: one YAML file with the sections ``data``, ``model``, ``prior``,
-``routing``, ``curriculum``, ``train`` and ``output``, validated when it is loaded.
+``routing``, ``curriculum``, ``train``, ``grow`` and ``output``, validated when it is loaded.
 
 Example file (every key is optional; a key that is not set takes its default)::
 
@@ -69,6 +69,7 @@ from pyro_pots.config.sections import (
     Config,
     CurriculumConfig,
     DataConfig,
+    GrowConfig,
     ModelConfig,
     OutputConfig,
     PriorConfig,
@@ -93,6 +94,7 @@ __all__ = [
     "Config",
     "CurriculumConfig",
     "DataConfig",
+    "GrowConfig",
     "ModelConfig",
     "OutputConfig",
     "PriorConfig",

@@ -34,6 +34,7 @@ from pyro_pots.config.rules import (
     proposal_list,
 )
 from pyro_pots.curriculum.normality import CRITICAL_1E4
+from pyro_pots.curriculum.replay import REPLAY_MODES
 from pyro_pots.curriculum.split import NEW_POT_INITS
 from pyro_pots.curriculum.stage_manager import PARENT_RULES
 from pyro_pots.data.dataset import AUTO_LIKELIHOOD
@@ -333,6 +334,50 @@ class TrainConfig(Section):
 
 
 @dataclass(frozen=True)
+class GrowConfig(Section):
+    """Growing a fitted run on new data (``fit --resume-from``; read by that only): what
+    protects the old pots, and how pots for the new modes open (docs/using-pots.md)."""
+
+    section: ClassVar[str] = "grow"
+
+    freeze_old_pots: bool = key(
+        flag(),
+        False,
+        "keep the old pots' decoders and latent heads bit-identical during growth (their "
+        "routing logits and the shared trunk still train)",
+    )
+    replay: str = key(
+        choice(REPLAY_MODES),
+        "off",
+        "old rows mixed into the training rows during growth: ``off``, a ``reservoir`` of "
+        "the old run's training rows, or ``generative`` draws from the old pots' decoders",
+    )
+    replay_share: float = key(
+        number(0, 4, low_open=True),
+        0.5,
+        "rows replayed, as a share of the new training rows (with replay on)",
+    )
+    seed_new_pot: bool = key(
+        flag(),
+        False,
+        "open a pot at the start of growth for the new rows no old pot explains (misfit in "
+        "their pot above that pot's seed_quantile on the old rows), kicked and judged as a "
+        "split, instead of waiting for the curriculum to split old pots",
+    )
+    seed_quantile: float = key(
+        number(0.5, 1, high_open=True),
+        0.95,
+        "a new row is poorly explained when its misfit in its pot is above this quantile "
+        "of the misfits of the pot's own old training rows",
+    )
+    seed_min_share: float = key(
+        number(0, 1, high_open=True),
+        0.02,
+        "the least share of the new training rows poorly explained for a pot to be seeded",
+    )
+
+
+@dataclass(frozen=True)
 class OutputConfig(Section):
     """The run directory."""
 
@@ -357,6 +402,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    grow: GrowConfig = field(default_factory=GrowConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
@@ -378,6 +424,7 @@ SECTIONS: dict[str, type] = {
     "routing": RoutingConfig,
     "curriculum": CurriculumConfig,
     "train": TrainConfig,
+    "grow": GrowConfig,
     "output": OutputConfig,
 }
 

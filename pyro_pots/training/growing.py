@@ -1,17 +1,33 @@
 """Growing a fitted run on new data (``fit --resume-from``): the paths checked (the fitted run
-is never changed), its finished checkpoint read, and its trainer state checked and loaded."""
+is never changed), its finished checkpoint read, its trainer state checked and loaded, and
+the ``grow`` section's levers applied (replay, a seeded pot, frozen old pots;
+:mod:`~pyro_pots.training.growth_levers`)."""
 
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
+
+import torch
 
 from pyro_pots import run_dir
 from pyro_pots.config import Config, load_config
 from pyro_pots.curriculum import Decision
+from pyro_pots.curriculum.replay import (
+    generative_rows,
+    old_weights,
+    replay_count,
+    reservoir_rows,
+)
 from pyro_pots.errors import PotsInputError, first_line
-from pyro_pots.fitted_run import check_finished
+from pyro_pots.fitted_run import check_finished, training_rows
 from pyro_pots.storage.checkpoints import check_header, check_trainer_state
+from pyro_pots.training.growth_levers import (
+    freeze_pots,
+    poorly_explained,
+    seed_pot,
+    set_training_rows,
+)
 from pyro_pots.training.trainer import CurriculumTrainer
 
 
@@ -35,16 +51,54 @@ def check_grow_paths(run: Path, out: Path) -> None:
         )
 
 
-def grow_from(trainer: CurriculumTrainer, state: Dict[str, Any]) -> Decision:
+def grow_from(
+    trainer: CurriculumTrainer, state: Dict[str, Any], old_rows: Optional[torch.Tensor] = None
+) -> Decision:
     """Start ``trainer`` from a fitted run's trainer ``state`` on its (new) data: the model,
     optimizer, open pots and history carry over, the curriculum starts a new stage, and the
-    ``grow`` decision records each open pot's share of the new rows."""
+    ``grow`` decision records each open pot's share of the new rows.
+
+    The ``grow`` config section's levers act here (each off by default): ``replay`` mixes
+    old rows (``old_rows``, the old run's training rows, or draws from the old pots) into
+    the training rows, ``seed_new_pot`` opens a pot for the new rows no old pot explains
+    (``old_rows`` calibrate what "explains" means), and ``freeze_old_pots`` keeps the old
+    pots' decoders and latent heads as they are. The ``grow`` decision records what each
+    lever did."""
+    g = trainer.cfg.grow
     # the old rows' kick targets mean nothing on the new rows
     no_kick = {"targets": trainer.kick.targets.clone(), "pot": None}
     trainer.load_state_dict({**state, "kick": no_kick})
     trainer.finish()  # the fitted model, as its run wrote it: a split not judged is undone
-    usage = trainer.evaluate(full=False)["usage"]
-    decision = trainer.manager.grow({"usage": usage, "rows": len(trainer.train_x)})
+    new_rows = len(trainer.train_x)
+    old_pots = list(trainer.manager.open)
+    last = trainer.history[-1]["usage"] if trainer.history else {}
+    usage = trainer.evaluate(full=False)["usage"]  # where the new rows go (before replay)
+    numbers: Dict[str, Any] = {"usage": usage, "rows": new_rows}
+    poor = None
+    if g.seed_new_pot:
+        if old_rows is None:
+            raise ValueError("grow.seed_new_pot needs the old run's training rows")
+        poor = poorly_explained(trainer.vae, trainer.train_x, old_rows, g.seed_quantile)
+        numbers["poorly_explained"] = poor.summary()
+    if g.replay != "off":
+        generator = torch.Generator().manual_seed(trainer.cfg.train.seed + 4099)
+        count = replay_count(new_rows, g.replay_share)
+        if g.replay == "reservoir":
+            if old_rows is None:
+                raise ValueError("grow.replay=reservoir needs the old run's training rows")
+            extra = reservoir_rows(old_rows, count, generator)
+        else:
+            weights = old_weights(last, old_pots)
+            extra = generative_rows(trainer.vae, weights, count, generator)["rows"]
+        set_training_rows(trainer, torch.cat([trainer.train_x, extra.to(trainer.train_x)]))
+        numbers["replay"] = {"mode": g.replay, "rows": len(extra)}
+    if g.freeze_old_pots:
+        numbers["frozen"] = list(old_pots)
+    decision = trainer.manager.grow(numbers)
+    if poor is not None and poor.share >= g.seed_min_share:
+        seed_pot(trainer, poor)
+    if g.freeze_old_pots:
+        freeze_pots(trainer, old_pots)
     trainer._clean = trainer.snapshot()
     return decision
 
@@ -53,8 +107,13 @@ def grow(trainer: CurriculumTrainer, state: Dict[str, Any], where: Path) -> None
     """:func:`grow_from`, the state checked first as ``--resume`` checks its own (Adam's
     moments of another shape would corrupt memory in the fused kernel)."""
     check_trainer_state(trainer, state, where)
+    g = trainer.cfg.grow
+    old_rows = None
+    if g.seed_new_pot or g.replay == "reservoir":  # the old run's own rows, as it split them
+        run = where.parent
+        old_rows = training_rows(run, load_config(run / run_dir.CONFIG)).to(trainer.train_x)
     try:
-        grow_from(trainer, state)
+        grow_from(trainer, state, old_rows)
     except Exception as error:  # any inconsistency torch or the manager finds
         raise PotsInputError(
             f"checkpoint '{where}' does not fit the run's config: "

@@ -38,6 +38,12 @@ LEVERS = {
     "seed pot": ["grow.seed_new_pot=true"],
     "freeze+reservoir": ["grow.freeze_old_pots=true", "grow.replay=reservoir"],
     "reservoir+seed": ["grow.replay=reservoir", "grow.seed_new_pot=true"],
+    "seed, old whole": ["grow.seed_new_pot=true", "grow.split_old_pots=false"],
+    "freeze+seed, old whole": [
+        "grow.freeze_old_pots=true",
+        "grow.seed_new_pot=true",
+        "grow.split_old_pots=false",
+    ],
     "all": ["grow.freeze_old_pots=true", "grow.replay=reservoir", "grow.seed_new_pot=true"],
 }
 

@@ -124,6 +124,7 @@ TABLE_DEFAULTS = {
     "grow.replay": "off",
     "grow.replay_share": 0.5,
     "grow.seed_new_pot": False,
+    "grow.split_old_pots": True,
     "grow.seed_quantile": 0.95,
     "grow.seed_min_share": 0.02,
     "output.dir": "runs/fit",

@@ -15,7 +15,7 @@ from pyro_pots.curriculum.replay import generative_rows, old_weights, reservoir_
 from pyro_pots.data import load_data
 from pyro_pots.model import PotsVAE
 from pyro_pots.training.growing import grow_from
-from pyro_pots.training.growth_levers import poorly_explained
+from pyro_pots.training.growth_levers import keep_old_pots_whole, poorly_explained
 from pyro_pots.training.trainer import CurriculumTrainer
 
 OLD = "synthetic:k=2,d=8,n=240,seed=3"
@@ -154,3 +154,16 @@ def test_reservoir_rows_are_a_sample_without_repeats():
     drawn = reservoir_rows(rows, 6, torch.Generator().manual_seed(1))
     assert len(drawn.unique(dim=0)) == 6 and all((r == rows).all(1).any() for r in drawn)
     assert len(reservoir_rows(rows, 30, torch.Generator().manual_seed(1))) == 10
+
+
+def test_old_pots_whole_keeps_them_out_of_the_split_candidates():
+    cfg = load_config(None, _overrides("train.max_epochs=1"))
+    x = _old_rows()
+    trainer = CurriculumTrainer.from_config(cfg, x, x[:0])
+    manager = trainer.manager
+    manager.open = [0, 1]
+    whole = keep_old_pots_whole(trainer, [0])
+    assert manager.observe is whole
+    assert whole.filter({0: 5.0, 1: 5.0}) == {0: 0.0, 1: 5.0}
+    manager.log.append({"action": "prune", "pot": 0})  # a pruned pot is let go
+    assert whole.filter({0: 5.0, 1: 5.0}) == {0: 5.0, 1: 5.0}

@@ -364,6 +364,13 @@ class GrowConfig(Section):
         "their pot above that pot's seed_quantile on the old rows), kicked and judged as a "
         "split, instead of waiting for the curriculum to split old pots",
     )
+    split_old_pots: bool = key(
+        flag(),
+        True,
+        "whether the curriculum may split the old pots during growth; false: only pots "
+        "opened during growth are split candidates (their normality statistic is read as "
+        "0, so this needs curriculum.normality_critical > 0)",
+    )
     seed_quantile: float = key(
         number(0.5, 1, high_open=True),
         0.95,

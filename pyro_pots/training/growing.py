@@ -24,6 +24,7 @@ from pyro_pots.fitted_run import check_finished, training_rows
 from pyro_pots.storage.checkpoints import check_header, check_trainer_state
 from pyro_pots.training.growth_levers import (
     freeze_pots,
+    keep_old_pots_whole,
     poorly_explained,
     seed_pot,
     set_training_rows,
@@ -61,8 +62,9 @@ def grow_from(
     The ``grow`` config section's levers act here (each off by default): ``replay`` mixes
     old rows (``old_rows``, the old run's training rows, or draws from the old pots) into
     the training rows, ``seed_new_pot`` opens a pot for the new rows no old pot explains
-    (``old_rows`` calibrate what "explains" means), and ``freeze_old_pots`` keeps the old
-    pots' decoders and latent heads as they are. The ``grow`` decision records what each
+    (``old_rows`` calibrate what "explains" means), ``split_old_pots=false`` splits only
+    the pots opened during growth, and ``freeze_old_pots`` keeps the old pots' decoders and
+    latent heads as they are. The ``grow`` decision records what each
     lever did."""
     g = trainer.cfg.grow
     # the old rows' kick targets mean nothing on the new rows
@@ -94,9 +96,12 @@ def grow_from(
         numbers["replay"] = {"mode": g.replay, "rows": len(extra)}
     if g.freeze_old_pots:
         numbers["frozen"] = list(old_pots)
+    if not g.split_old_pots:
+        numbers["whole"] = list(old_pots)
     decision = trainer.manager.grow(numbers)
+    whole = keep_old_pots_whole(trainer, old_pots) if not g.split_old_pots else None
     if poor is not None and poor.share >= g.seed_min_share:
-        seed_pot(trainer, poor)
+        seed_pot(trainer, poor, whole)
     if g.freeze_old_pots:
         freeze_pots(trainer, old_pots)
     trainer._clean = trainer.snapshot()

@@ -44,6 +44,9 @@ LEVERS = {
         "grow.seed_new_pot=true",
         "grow.split_old_pots=false",
     ],
+    # half the growth budget: a growth that costs less than a fit from scratch
+    "generative, 400 epochs": ["grow.replay=generative", "train.max_epochs=400"],
+    "none, 400 epochs": ["train.max_epochs=400"],
     "all": ["grow.freeze_old_pots=true", "grow.replay=reservoir", "grow.seed_new_pot=true"],
 }
 

@@ -115,6 +115,12 @@ OURS = {
         "curriculum.neighbour_weight=1",
         "curriculum.split_proposals=spectral,two_means",
     ],
+    "Potts evidence z>=2": ["curriculum.min_evidence_z=2"],
+    "Potts evidence z>=2, 2x budget": ["curriculum.min_evidence_z=2", "train.max_epochs=1600"],
+    "Potts evidence z>=2 + spectral first": [
+        "curriculum.min_evidence_z=2",
+        "curriculum.split_proposals=spectral,two_means",
+    ],
 }
 
 
@@ -371,7 +377,7 @@ def method_rows(name: str, rows: Dict[str, List[dict]]) -> List[str]:
 STOP_KINDS = (
     ("epoch budget", "epoch budget"),
     ("held-out gain", "held-out gain < min_gain"),
-    ("splits in a row", "max_fades splits undone in a row"),
+    ("parents in a row", "max_fades splits undone in a row"),
     ("no pot left to split", "no candidate pot left"),
 )
 

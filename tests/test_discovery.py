@@ -99,7 +99,7 @@ def test_stage_end_evidence_pairs_the_heldout_rows_with_the_baseline():
     after = t.evaluate(full=False)["heldout_rows"]
     end = t.stage_end_scores(after)
     assert end["evidence"] == paired_gain(ev["heldout_rows"], after)
-    assert set(end) == {"misfit", "normality", "agreement", "evidence", "scores"}
+    assert set(end) == {"misfit", "normality", "agreement", "evidence", "potts_rows", "scores"}
 
 
 def test_kick_state_round_trip_and_its_handler_only_while_kicking():

@@ -2,15 +2,23 @@
 the loss against an independent computation, its gradients, and the trainer's use of it."""
 
 import copy
+import math
 
 import pytest
 import torch
 from test_curriculum_parts import _trainer
 
 from pyro_pots import PotsVAE
-from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio, nearest_neighbours
+from pyro_pots.curriculum.neighbours import (
+    NeighbourPrior,
+    conditional_log_prior,
+    cut_ratio,
+    nearest_among,
+    nearest_neighbours,
+)
 from pyro_pots.distributions import pots_mask
-from pyro_pots.model.scoring import PotScores
+from pyro_pots.model.scoring import PotScores, labelled_loss, mixture_loss, pot_scores
+from pyro_pots.training import stage_scores
 
 
 def test_nearest_neighbours_are_the_k_closest_other_rows():
@@ -178,3 +186,82 @@ def test_a_judged_split_records_its_cut_ratio_beside_the_gain(monkeypatch):
     evidence = t.stage_end_scores(heldout)["evidence"]
     assert evidence["cut_ratio"] == 0.25 and evidence["gain"] == 0.0  # the same rows
     assert set(evidence) == {"gain", "se", "z", "cut_ratio"}
+
+
+def test_nearest_among_are_the_k_closest_rows_of_the_other_set():
+    g = torch.Generator().manual_seed(0)
+    rows, x = torch.randn(30, 3, generator=g), torch.randn(7, 3, generator=g)
+    ids = nearest_among(x, rows, 4)
+    expected = torch.cdist(x.double(), rows.double()).argsort(-1)[:, :4]
+    assert ids.shape == (7, 4) and torch.equal(ids.sort(-1).values, expected.sort(-1).values)
+    with pytest.raises(ValueError, match="k must be in"):
+        nearest_among(x, rows, 31)
+
+
+def test_conditional_log_prior_is_the_potts_conditional_given_one_hot_neighbours():
+    # three pots; row 0's four neighbours are in pots 0, 0, 0, 2; row 1's in 1, 2, 1, 2
+    resp = torch.eye(3)[torch.tensor([0, 0, 0, 2, 1, 2, 1, 2])].double()
+    neighbours = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7]])
+    beta = 0.8
+    got = conditional_log_prior(resp, neighbours, beta)
+    for row, labels in enumerate([[0, 0, 0, 2], [1, 2, 1, 2]]):
+        # p(c | neighbours) ∝ exp(-beta * #neighbours not in c)
+        energy = torch.tensor([sum(c != other for other in labels) for c in range(3)])
+        expected = torch.log_softmax(-beta * energy.double(), 0)
+        assert torch.allclose(got[row], expected)
+
+
+def test_labelled_loss_with_the_mixture_weights_is_the_mixture_loss_and_row_by_row():
+    g = torch.Generator().manual_seed(3)
+    resp = torch.softmax(torch.randn(6, 3, generator=g), -1)
+    scores = PotScores(torch.arange(3), torch.randn(6, 3, generator=g), resp, torch.zeros(3, 6, 1))
+    weights = torch.tensor([0.5, 0.3, 0.2])
+    assert torch.allclose(labelled_loss(scores, weights.log()), mixture_loss(scores, weights))
+    log_prior = torch.log_softmax(torch.randn(6, 3, generator=g), -1)
+    by_row = [
+        -sum(
+            float(resp[n, c] * (scores.elbo[n, c] + log_prior[n, c] - resp[n, c].log()))
+            for c in range(3)
+        )
+        for n in range(6)
+    ]
+    assert torch.allclose(labelled_loss(scores, log_prior), torch.tensor(by_row), atol=1e-5)
+
+
+def test_under_the_potts_prior_naming_two_separate_halves_costs_nothing():
+    """Two clusters far apart, each row's neighbours in its own cluster. One pot for both,
+    then one pot each, with the same ELBO per row: the mixture bound charges the split
+    log 2 nats per row for naming the halves, the Potts conditional about nothing."""
+    n = 20
+    elbo = torch.full((n, 2), -5.0, dtype=torch.float64)
+    half = torch.arange(n) // (n // 2)
+    # each row's three neighbours: the next three rows of its own half, cyclically
+    shifts = [(torch.arange(n) + s) % (n // 2) + half * (n // 2) for s in (1, 2, 3)]
+    neighbours = torch.stack(shifts, 1)
+    one = PotScores(torch.tensor([0]), elbo[:, :1], torch.ones(n, 1, dtype=torch.float64), None)
+    two = PotScores(torch.arange(2), elbo, torch.eye(2, dtype=torch.float64)[half], None)
+    mixture_cost = mixture_loss(two, two.resp.mean(0)) - mixture_loss(one, one.resp.mean(0))
+    assert torch.allclose(mixture_cost, torch.full((n,), math.log(2), dtype=torch.float64))
+    potts = [labelled_loss(s, conditional_log_prior(s.resp, neighbours, 1.0)) for s in (one, two)]
+    assert (potts[1] - potts[0]).abs().max() < 0.1  # log(1 + e^-3): one neighbour-free pot
+
+
+def test_a_judged_split_is_measured_under_the_potts_prior():
+    t = _trainer(**{"curriculum.neighbour_weight": 1.0, "curriculum.neighbours": 4})
+    t.train_epoch()
+    ev = t.evaluate()
+    assert t.heldout_neighbours.shape == (16, 4)  # the held-out rows' training neighbours
+    before = t.potts_rows(ev["scores"])
+    # the same rows by hand: the held-out rows' scores with the held-out noise, and the
+    # Potts conditional from the training rows' responsibilities
+    noise = torch.Generator().manual_seed(t.cfg.train.seed + stage_scores.HELDOUT_NOISE)
+    held = pot_scores(t.vae, t.heldout_x, t.vae.active, stage_scores.EVIDENCE_SAMPLES, noise)
+    prior = conditional_log_prior(ev["scores"].resp, nearest_among(t.heldout_x, t.train_x, 4), 1.0)
+    assert torch.allclose(before, labelled_loss(held, prior).double())
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    t.pre_split = {"state": t.snapshot(), "heldout_rows": ev["heldout_rows"], "potts_rows": before}
+    t.train_epoch()
+    end = t.stage_end_scores(t.evaluate(full=False)["heldout_rows"])
+    expected = stage_scores.paired_gain(before, end["potts_rows"], sharded=False)
+    assert {k: end["evidence"][k] for k in ("gain", "se", "z")} == expected
+    assert end["evidence"]["gain"] != 0.0

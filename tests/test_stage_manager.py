@@ -22,6 +22,7 @@ SETTINGS = dict(
     max_fades=3,
     min_agreement=0.0,
     evidence_z=0.0,
+    min_evidence_z=0.0,
     proposals=1,
 )
 
@@ -160,6 +161,41 @@ def test_evidence_far_above_its_noise_overrides_a_drift_veto(evidence_z, evidenc
         assert "drifted" in entry["reason"]
 
 
+@pytest.mark.parametrize(
+    "min_evidence_z, evidence, kept",
+    [
+        (2.0, {"gain": 0.2, "se": 0.05, "z": 4.0}, True),
+        (2.0, {"gain": 0.05, "se": 0.05, "z": 1.0}, False),  # within its noise
+        (2.0, {"gain": -0.1, "se": 0.05, "z": -2.0}, False),  # a loss
+        (2.0, None, True),  # nothing measured: the other tests decide
+        (0.0, {"gain": -0.1, "se": 0.05, "z": -2.0}, True),  # the test is off
+    ],
+)
+def test_a_split_without_the_evidence_min_evidence_z_asks_for_is_undone(
+    min_evidence_z, evidence, kept
+):
+    m = manager(start_pots=2, heldout_stop=False, min_evidence_z=min_evidence_z)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=DRIFTED, agreement=0.9, evidence=evidence)
+    entry = m.log[1]
+    assert entry["action"] == ("accept" if kept else "reject")
+    if not kept:
+        assert "did not support" in entry["reason"] and d.restore
+        assert entry["numbers"]["min_evidence_z"] == min_evidence_z
+
+
+def test_unsupported_splits_of_max_fades_parents_in_a_row_stop_the_curriculum():
+    m = manager(num_pots=6, start_pots=3, heldout_stop=False, min_evidence_z=2.0, max_fades=2)
+    weak = {"gain": 0.01, "se": 0.05, "z": 0.2}
+    usage = {0: 0.3, 1: 0.3, 2: 0.2, 3: 0.2}
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 4.0, 2: 1.0})
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=usage, misfit={0: 5.0, 1: 4.0}, evidence=weak)
+    assert d.action == "unlock" and d.restore  # the next parent is tried at once
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=usage, misfit={0: 5.0, 1: 4.0}, evidence=weak)
+    assert (d.action, d.restore) == ("reject", True) and m.stopped
+    assert "did not support" in m.stop_reason and "2 parents in a row were undone" in m.stop_reason
+
+
 def test_evidence_never_keeps_a_split_whose_new_pot_faded():
     m = manager(start_pots=2, heldout_stop=False, min_agreement=0.5, evidence_z=3.0)
     feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
@@ -182,7 +218,7 @@ def test_a_rejected_parent_gets_its_next_proposal_before_it_is_marked_as_tried()
     assert (d.action, d.parent, d.attempt) == ("unlock", 1, 0) and m.tried == [0]
     feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
     d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)
-    assert m.stopped and "the splits of 2 parents in a row faded" in m.stop_reason
+    assert m.stopped and "the splits of 2 parents in a row were undone" in m.stop_reason
     rejects = [e for e in m.log if e["action"] == "reject"]
     assert [(e["parent"], e["attempt"]) for e in rejects] == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
@@ -211,7 +247,7 @@ def test_max_fades_in_a_row_stop_the_curriculum():
     feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)  # first fade: retried
     d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=faded)  # second fade: stop
     assert (d.action, d.restore) == ("reject", True) and m.stopped and m.open == [0, 1, 2]
-    assert "the splits of 2 parents in a row faded" in m.stop_reason
+    assert "the splits of 2 parents in a row were undone" in m.stop_reason
 
 
 def test_an_accepted_split_clears_the_tried_parents():

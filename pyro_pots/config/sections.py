@@ -220,6 +220,13 @@ class CurriculumConfig(Section):
         "a split whose paired held-out gain is at least this many standard errors above zero "
         "is kept even when it drifted from its proposal (0: off; the agreement test alone)",
     )
+    min_evidence_z: float = key(
+        number(0),
+        0.0,
+        "a split whose paired held-out gain is less than this many standard errors above "
+        "zero is undone (0: off); with the neighbour graph on, the held-out rows are scored "
+        "under its Potts prior",
+    )
     split_proposals: str = key(
         proposal_list(),
         "two_means",

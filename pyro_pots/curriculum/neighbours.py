@@ -16,7 +16,9 @@ tell these apart when one pot's decoder models two modes about as well as two po
 (``docs/curriculum.md``); the graph is the signal UMAP and HDBSCAN cluster by.
 
 The term is one more addition to the SVI loss, as the kick's is; the model and guide stay
-as they are, and the stages are still judged on the held-out mixture bound.
+as they are. The same prior gives a held-out row's pot its prior probability
+(:func:`conditional_log_prior`): the Potts conditional given the pots of its nearest
+training rows, which is what a split's evidence is measured under (``min_evidence_z``).
 """
 
 from typing import Optional
@@ -52,6 +54,39 @@ def nearest_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
     not_self = ids != own
     keep = torch.where(not_self.all(-1, keepdim=True), torch.arange(k + 1) < k, not_self)
     return ids[keep].view(len(x), k)
+
+
+def nearest_among(x: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
+    """
+    Each row of ``x``'s ``k`` nearest rows of ``rows`` by Euclidean distance, ``(M, k)``
+    ids into ``rows`` (exact, float64). For rows that are not among ``rows``, such as
+    held-out rows against the training rows: nothing is excluded.
+    """
+    if not 0 < k <= len(rows):
+        raise ValueError(f"k must be in [1, {len(rows)}] for {len(rows)} rows, got {k}")
+    with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
+        search = NearestNeighbors(n_neighbors=k).fit(rows.detach().cpu().double().numpy())
+        _, ids = search.kneighbors(x.detach().cpu().double().numpy())
+    return torch.from_numpy(ids)
+
+
+def conditional_log_prior(
+    resp: torch.Tensor, neighbours: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """
+    Each row's log prior over the open pots under the Potts prior, given the pots of its
+    graph neighbours: ``log p(c | neighbours) = log softmax_c(beta * m_c)``, with ``m_c``
+    the expected number of its neighbours in pot ``c`` (the mean-field field,
+    ``m_c = sum_j r_jc``). A row deep inside one pot pays about nothing for its label
+    however many pots are open; a row whose neighbours are split between two pots pays
+    for the boundary. ``(M, A)``.
+
+    :param torch.Tensor resp: the neighbours' responsibilities over the open pots ``(N, A)``.
+    :param torch.Tensor neighbours: each row's neighbours, ``(M, k)`` ids into ``resp``.
+    :param float beta: nats per cut edge, as in the prior the model was trained under.
+    """
+    field = resp[neighbours.to(resp.device)].sum(1)
+    return torch.log_softmax(beta * field, dim=-1)
 
 
 class NeighbourPrior:

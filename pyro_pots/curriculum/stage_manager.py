@@ -39,19 +39,21 @@ class StageManager(ManagerState):
       must have stayed where the kick put it: the adjusted Rand index between the kick's
       two-way targets and the parent's rows' pots at the stage end is at least
       ``min_agreement`` (a split across a real gap keeps its boundary; a cut through one
-      mode drifts until a sliver is left, or fades). **Evidence overrides drift**: a split
-      whose paired held-out gain is at least ``evidence_z`` standard errors above zero is
-      kept however far it moved from the proposal (the model found a better boundary than
-      the proposal's; measured: a split that moved to its own partition and gained 0.63
-      nats per row had been undone as drift). A split that faded or drifted without
-      that evidence is rejected: the trainer restores its state from before the unlock,
-      the pot is closed again, and the parent gets its next split proposal (one of
-      ``proposals`` per parent); once all of them are rejected it is marked as tried and
-      the next candidate is split at once; after ``max_fades`` parents in a row the
-      curriculum stops. With ``heldout_stop``,
-      a split must also beat the previous stage's best loss by ``min_gain`` nats per row;
-      if it does not, the snapshot is restored and the curriculum stops (the greedy
-      held-out rule).
+      mode drifts until a sliver is left, or fades). When ``min_evidence_z > 0`` the data
+      must also support it: its paired held-out gain must be at least ``min_evidence_z``
+      standard errors above zero. **Evidence overrides drift**: a split whose paired
+      held-out gain is at least ``evidence_z`` standard errors above zero is kept however
+      far it moved from the proposal (the model found a better boundary than the
+      proposal's; measured: a split that moved to its own partition and gained 0.63 nats
+      per row had been undone as drift). A split that faded, drifted without that
+      evidence or lacked the evidence ``min_evidence_z`` asks for is rejected: the
+      trainer restores its state from before the unlock, the pot is closed again, and the
+      parent gets its next split proposal (one of ``proposals`` per parent); once all of
+      them are rejected it is marked as tried and the next candidate is split at once;
+      after ``max_fades`` parents in a row the curriculum stops. With ``heldout_stop``, a
+      split must also beat the previous stage's best loss by ``min_gain`` nats per row; if
+      it does not, the snapshot is restored and the curriculum stops (the greedy held-out
+      rule).
     - **Prune**: at each stage end, an open pot that lost its data to later splits (below
       ``min_usage``) is closed.
     - **Unlock**: the candidates are the open pots not yet tried since the last accepted
@@ -82,6 +84,8 @@ class StageManager(ManagerState):
         kick targets and where its rows are at the stage end; 0 switches the test off.
     :param float evidence_z: a split whose held-out gain is at least this many standard
         errors above zero is never undone as drift; 0 switches the override off.
+    :param float min_evidence_z: a split whose held-out gain is less than this many
+        standard errors above zero is undone as unsupported; 0 switches the test off.
     :param int proposals: split proposals a parent gets before it is marked as tried.
     """
 
@@ -103,6 +107,7 @@ class StageManager(ManagerState):
         max_fades: int,
         min_agreement: float,
         evidence_z: float,
+        min_evidence_z: float,
         proposals: int,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
@@ -127,6 +132,7 @@ class StageManager(ManagerState):
         self.max_fades = max_fades
         self.min_agreement = min_agreement
         self.evidence_z = evidence_z
+        self.min_evidence_z = min_evidence_z
         self.proposals = proposals
         # -- state (all of it in state_dict) --
         self.open: List[int] = list(range(start_pots))
@@ -274,10 +280,18 @@ class StageManager(ManagerState):
                 )
             else:
                 numbers.update(drift_overridden=True)
+        if why is None and self.min_evidence_z > 0 and evidence is not None:
+            numbers.update(min_evidence_z=self.min_evidence_z)
+            if evidence["z"] < self.min_evidence_z:
+                why = (
+                    f"the data did not support the split (held-out gain {evidence['gain']:.4f} "
+                    f"+- {evidence['se']:.4f} nats/row, z {evidence['z']:.2f} < "
+                    f"min_evidence_z {self.min_evidence_z})"
+                )
         if why is not None:
             exhausted = self.pending["attempt"] + 1 >= self.proposals
             if exhausted and len(self.tried) + 1 >= self.max_fades:
-                why += f"; the splits of {self.max_fades} parents in a row faded"
+                why += f"; the splits of {self.max_fades} parents in a row were undone"
                 return self._reject(why, numbers, stop=True)
             return self._reject(why, numbers, stop=False)
         if self.heldout_stop and gain < self.min_gain:

@@ -137,6 +137,17 @@ def mixture_loss(scores: PotScores, weights: torch.Tensor) -> torch.Tensor:
     Negative mixture ELBO per row, ``(N,)`` nats (see the module docstring): comparable
     across numbers of open pots.
     """
+    return labelled_loss(scores, weights.log())
+
+
+def labelled_loss(scores: PotScores, log_prior: torch.Tensor) -> torch.Tensor:
+    """
+    Negative ELBO per row, ``(N,)`` nats, of the model that gives row ``n``'s pot the prior
+    ``log_prior`` (``(A,)``, the mixture's ``log pi``, or ``(N, A)``, a prior of each row's
+    own such as the Potts conditional of
+    :func:`~pyro_pots.curriculum.neighbours.conditional_log_prior`), with the
+    responsibilities as ``q(c | x)``: ``-sum_c r_c [ELBO_c + log p(c) - log r_c]``.
+    """
     r = scores.resp
     entropy = -torch.special.xlogy(r, r).sum(-1)
-    return -((r * (scores.elbo + weights.log())).sum(-1) + entropy)
+    return -((r * (scores.elbo + log_prior)).sum(-1) + entropy)

@@ -24,7 +24,7 @@ from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs, resolve_likelihood
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
-from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio
+from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio, nearest_among
 from pyro_pots.curriculum.proposals import parse_proposals, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError
@@ -75,6 +75,16 @@ class CurriculumTrainer(TrainerState):
         self.heldout_x = heldout_x.to(self.device) if len(heldout_x) else self.train_x
         self.proposals = parse_proposals(cfg.curriculum.split_proposals)
         self.neighbour_prior = neighbour_prior
+        # each held-out row's neighbours among the training rows: a split's evidence is
+        # scored under the Potts prior the model is trained with
+        self.heldout_neighbours: Optional[torch.Tensor] = None
+        if neighbour_prior is not None:
+            if self.heldout_x is self.train_x:
+                self.heldout_neighbours = neighbour_prior.neighbours
+            else:
+                self.heldout_neighbours = nearest_among(
+                    self.heldout_x, self.train_x, neighbour_prior.k
+                )
         self.vae.open_pots(self.manager.open)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._trace_elbo = Trace_ELBO()
@@ -260,22 +270,42 @@ class CurriculumTrainer(TrainerState):
             kept.update(self.train_scores())
             scores = kept["scores"]
             normality = stage_scores.normality(scores, self.train_x, seed)
-            return kept["misfit"], normality, self.split_agreement(scores), self.split_cut(scores)
+            agreement, cut = self.split_agreement(scores), self.split_cut(scores)
+            return kept["misfit"], normality, agreement, cut, self.potts_rows(scores)
 
-        misfit, normality, agreement, cut = distributed.from_main(compute)
-        baseline = self.pre_split["heldout_rows"] if self.pre_split is not None else None
+        misfit, normality, agreement, cut, potts_rows = distributed.from_main(compute)
+        before = self.pre_split or {}
         evidence = None
-        if self.manager.pending is not None and baseline is not None:
-            evidence = stage_scores.paired_gain(baseline, heldout_rows)
-            if cut is not None:  # recorded in stages.json beside the gain; judges nothing
-                evidence["cut_ratio"] = cut
+        if self.manager.pending is not None and before.get("potts_rows") is not None:
+            # every rank holds all of them (computed on rank 0)
+            evidence = stage_scores.paired_gain(before["potts_rows"], potts_rows, sharded=False)
+        elif self.manager.pending is not None and before.get("heldout_rows") is not None:
+            evidence = stage_scores.paired_gain(before["heldout_rows"], heldout_rows)
+        if evidence is not None and cut is not None:  # recorded beside the gain
+            evidence["cut_ratio"] = cut
         return {
             "misfit": misfit,
             "normality": normality,
             "agreement": agreement,
             "evidence": evidence,
+            "potts_rows": potts_rows,
             "scores": kept.get("scores"),
         }
+
+    def potts_rows(self, scores: PotScores) -> Optional[torch.Tensor]:
+        """The held-out rows' losses under the Potts prior
+        (:func:`~.stage_scores.potts_heldout_rows`), given the training rows' stage-end
+        ``scores``; None without the neighbour graph."""
+        if self.neighbour_prior is None:
+            return None
+        return stage_scores.potts_heldout_rows(
+            self.vae,
+            self.heldout_x,
+            scores,
+            self.heldout_neighbours,
+            self.neighbour_prior.beta,
+            self.cfg.train.seed,
+        )
 
     def split_agreement(self, scores: PotScores) -> Optional[float]:
         """How well the pending split kept the kick's partition (:meth:`Kick.agreement`);
@@ -300,17 +330,22 @@ class CurriculumTrainer(TrainerState):
         decision: Decision,
         scores: Optional[PotScores],
         heldout_rows: Optional[torch.Tensor] = None,
+        potts_rows: Optional[torch.Tensor] = None,
     ) -> None:
         """Restore the pre-split state when told to, then split on an unlock. ``scores``
-        are the training rows' stage-end scores (the split's rows come from them) and
-        ``heldout_rows`` this epoch's held-out losses (the baseline a split's evidence is
-        measured against)."""
+        are the training rows' stage-end scores (the split's rows come from them),
+        ``heldout_rows`` this epoch's held-out losses and ``potts_rows`` the same rows'
+        under the Potts prior (the baselines a split's evidence is measured against)."""
         if decision.restore:
             self.restore(self.pre_split["state"])
             self.kick.clear()
         if decision.action == "unlock":
             if not decision.restore:  # a retry keeps the baseline it was restored to
-                self.pre_split = {"state": self.snapshot(), "heldout_rows": heldout_rows}
+                self.pre_split = {
+                    "state": self.snapshot(),
+                    "heldout_rows": heldout_rows,
+                    "potts_rows": potts_rows,
+                }
             self._split(decision.parent, decision.pot, decision.attempt, scores)
         if self.manager.pending is None:
             self.pre_split = None
@@ -367,7 +402,7 @@ class CurriculumTrainer(TrainerState):
                 end.get("agreement"),
                 end.get("evidence"),
             )
-            self.act(decision, end.get("scores"), ev["heldout_rows"])
+            self.act(decision, end.get("scores"), ev["heldout_rows"], end.get("potts_rows"))
             if step["bad_steps"] == 0:  # after act(): a rollback never undoes a decision
                 self._clean = self.snapshot()
             row = {

@@ -115,6 +115,8 @@ OURS = {
         "curriculum.neighbour_weight=1",
         "curriculum.split_proposals=spectral,two_means",
     ],
+    "JIT": ["train.jit=true"],
+    "JIT + batch 256": ["train.jit=true", "train.batch_size=256"],
     "Potts evidence z>=2": ["curriculum.min_evidence_z=2"],
     "Potts evidence z>=2, 2x budget": ["curriculum.min_evidence_z=2", "train.max_epochs=1600"],
     "Potts evidence z>=2 + spectral first": [

@@ -327,7 +327,7 @@ class TrainConfig(Section):
         flag(),
         False,
         "compile the ELBO with JitTrace_ELBO: one compiled ELBO for the whole fit (lambda and "
-        "the kick's values are its tensor arguments); not under torchrun",
+        "the kick's values are its tensor arguments), under torchrun too",
     )
     bad_step_patience: int = key(
         integer(1, MAX_EPOCHS),

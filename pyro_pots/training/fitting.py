@@ -3,6 +3,7 @@
 run directory (see :mod:`pyro_pots.run_dir`).
 """
 
+import gc
 import os
 import time
 from dataclasses import dataclass, replace
@@ -108,9 +109,8 @@ def fit(
     :mod:`pyro_pots.training.distributed`) and only rank 0 writes the run directory.
     """
     cfg = cfg if cfg is not None else load_config()
-    if distributed.launched_by_torchrun() and cfg.train.jit:
-        raise PotsInputError("train.jit cannot be used under torchrun; set train.jit=false")
     joined = distributed.init_from_env(resolve_device(cfg.train.device))
+    result: Optional[FitResult] = None
     try:
         progress = progress and distributed.is_main()
         with deferred_signals() as signals:
@@ -120,6 +120,9 @@ def fit(
         return result
     finally:
         if joined:
+            if result is not None:  # the returned trainer must not outlive the group in DDP
+                result.trainer.leave_process_group()
+            gc.collect()  # DDP's reducer goes before its process group (else gloo may abort)
             torch.distributed.destroy_process_group()
 
 

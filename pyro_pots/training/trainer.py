@@ -150,6 +150,12 @@ class CurriculumTrainer(TrainerState):
             neighbour_prior = NeighbourPrior(train_x, k, c.neighbour_weight, cfg.train.seed)
         return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior)
 
+    def leave_process_group(self) -> None:
+        """Drop the DistributedDataParallel wrapper before torchrun's process group is
+        destroyed (a reducer that outlives its group can abort the process at exit, seen
+        with the compiled ELBO); later epochs, if any, train this process alone."""
+        self._ddp = None
+
     # -- one epoch -----------------------------------------------------------------
     def train_epoch(self) -> Dict[str, Any]:
         """One pass over the training rows (this rank's shard under torchrun): SVI steps

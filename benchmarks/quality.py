@@ -117,6 +117,11 @@ OURS = {
     ],
     "JIT": ["train.jit=true"],
     "JIT + batch 256": ["train.jit=true", "train.batch_size=256"],
+    "JIT + batch 256, kick 300 steps": [
+        "train.jit=true",
+        "train.batch_size=256",
+        "curriculum.kick_steps=300",
+    ],
     "Potts evidence z>=2": ["curriculum.min_evidence_z=2"],
     "Potts evidence z>=2, 2x budget": ["curriculum.min_evidence_z=2", "train.max_epochs=1600"],
     "Potts evidence z>=2 + spectral first": [

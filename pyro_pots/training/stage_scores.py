@@ -12,7 +12,7 @@ scored under the Potts prior (:func:`potts_heldout_rows`). Every score reuses fi
 
 import math
 from dataclasses import dataclass
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -122,6 +122,22 @@ def potts_heldout_rows(
     held = pot_scores(vae, heldout_x, vae.active, EVIDENCE_SAMPLES, generator=noise)
     log_prior = conditional_log_prior(train.resp.to(held.resp.dtype), neighbours, beta)
     return labelled_loss(held, log_prior.to(held.resp.device)).double()
+
+
+def split_evidence(
+    before: Dict[str, Any], heldout_rows: torch.Tensor, potts_rows: Optional[torch.Tensor]
+) -> Optional[Dict[str, float]]:
+    """
+    The pending split's evidence (:func:`paired_gain`) against the losses kept from before
+    it, ``before`` (the trainer's ``pre_split``): the held-out rows under the Potts prior
+    when both sides have them (computed on rank 0 and held whole by every rank), else the
+    per-epoch mixture losses (this rank's shard); None without a baseline.
+    """
+    if before.get("potts_rows") is not None and potts_rows is not None:
+        return paired_gain(before["potts_rows"], potts_rows, sharded=False)
+    if before.get("heldout_rows") is not None:
+        return paired_gain(before["heldout_rows"], heldout_rows)
+    return None
 
 
 def misfit(scores: PotScores) -> Dict[int, float]:

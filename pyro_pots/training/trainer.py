@@ -78,13 +78,13 @@ class CurriculumTrainer(TrainerState):
         # each held-out row's neighbours among the training rows: a split's evidence is
         # scored under the Potts prior the model is trained with
         self.heldout_neighbours: Optional[torch.Tensor] = None
-        if neighbour_prior is not None:
-            if self.heldout_x is self.train_x:
-                self.heldout_neighbours = neighbour_prior.neighbours
-            else:
-                self.heldout_neighbours = nearest_among(
-                    self.heldout_x, self.train_x, neighbour_prior.k
-                )
+        if neighbour_prior is not None:  # no held-out rows: the training rows' own graph
+            same = self.heldout_x is self.train_x
+            self.heldout_neighbours = (
+                neighbour_prior.neighbours
+                if same
+                else nearest_among(self.heldout_x, self.train_x, neighbour_prior.k)
+            )
         self.vae.open_pots(self.manager.open)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._trace_elbo = Trace_ELBO()
@@ -280,13 +280,9 @@ class CurriculumTrainer(TrainerState):
             return kept["misfit"], normality, agreement, cut, self.potts_rows(scores)
 
         misfit, normality, agreement, cut, potts_rows = distributed.from_main(compute)
-        before = self.pre_split or {}
         evidence = None
-        if self.manager.pending is not None and before.get("potts_rows") is not None:
-            # every rank holds all of them (computed on rank 0)
-            evidence = stage_scores.paired_gain(before["potts_rows"], potts_rows, sharded=False)
-        elif self.manager.pending is not None and before.get("heldout_rows") is not None:
-            evidence = stage_scores.paired_gain(before["heldout_rows"], heldout_rows)
+        if self.manager.pending is not None:
+            evidence = stage_scores.split_evidence(self.pre_split or {}, heldout_rows, potts_rows)
         if evidence is not None and cut is not None:  # recorded beside the gain
             evidence["cut_ratio"] = cut
         return {

@@ -27,7 +27,7 @@ epochs, no plots) with ``train.jit`` off and on, interleaved, medians over
 ``--fit-repeats``: the warm-up's lambdas and the kicks run through one compiled ELBO, so
 the compile is paid once per fit and counted in the JIT fit's time.
 
-Three more tables, only on request (``--only pinned busy rss``; issue 17), run whole fits
+Four more tables, only on request (``--only pinned busy rss torchrun``; issue 17), run whole fits
 through the CLI, each in a fresh process (``benchmarks/speed_fits.py``), on
 ``train.device=--device``: ``pinned``, a digits fit with today's defaults against the same
 fit at main's commit 0c7f2d4 (checked out into a temporary git worktree), the same
@@ -35,7 +35,10 @@ fit at main's commit 0c7f2d4 (checked out into a temporary git worktree), the sa
 today / pinned, and each run's pots and ARI; ``busy``, today's digits fit idle and beside one
 CPU-bound spinning process, alternating, for each of ``--busy-threads``: seconds and busy /
 idle; ``rss``, the peak RSS of a fit on synthetic 60 000 x 784 rows with 20 pots open from
-the start for ``--rss-epochs`` epochs, against issue 17's 1.5 GB. ``--quick`` shrinks them
+the start for ``--rss-epochs`` epochs, against issue 17's 1.5 GB; ``torchrun``, today's
+digits fit as one process and as ``--torchrun-ranks`` gloo ranks under ``torchrun
+--standalone`` (``train.threads`` each), alternating: seconds and torchrun / one.
+``--quick`` shrinks them
 to a check that they run (a few epochs, 6000 rows; its numbers mean nothing). Prints
 Markdown tables and writes them to ``--out``/speed.md, with the numbers in speed.json.
 """
@@ -62,7 +65,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from twin import twin_loss  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_fits import PINNED_COMMIT, RSS_LIMIT_BYTES, busy_fits, pinned_fits, rss_fit  # noqa: E402
+from speed_fits import (  # noqa: E402
+    PINNED_COMMIT,
+    RSS_LIMIT_BYTES,
+    busy_fits,
+    pinned_fits,
+    rss_fit,
+    torchrun_fits,
+)
 
 
 def make(data_dim: int, num_pots: int, device: torch.device, seed: int = 0) -> PotsVAE:
@@ -269,7 +279,7 @@ def jit_fits(data: str, epochs: int, repeats: int, threads: int, device: str) ->
 
 #: the tables a plain run prints; the whole-fit tables of issue 17 run only when named
 DEFAULT_SECTIONS = ("twin", "k-max", "rows", "jit-fit")
-SECTIONS = (*DEFAULT_SECTIONS, "pinned", "busy", "rss")
+SECTIONS = (*DEFAULT_SECTIONS, "pinned", "busy", "rss", "torchrun")
 #: --quick: epochs of each whole fit, and the rows of the RSS fit
 QUICK_EPOCHS, QUICK_RSS_ROWS = 3, 6000
 
@@ -322,6 +332,10 @@ def main() -> None:
         help="train.threads of both sides (default: today's default)",
     )
     parser.add_argument("--busy-threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--torchrun-ranks", type=int, default=2, help="ranks of the torchrun fit")
+    parser.add_argument(
+        "--torchrun-repeats", type=int, default=1, help="one-process and torchrun fits each"
+    )
     parser.add_argument("--busy-repeats", type=int, default=1, help="idle and busy fits each")
     parser.add_argument("--rss-rows", type=int, help="rows of the RSS fit (default 60000)")
     parser.add_argument("--rss-pots", type=int, default=20, help="pots, all open from the start")
@@ -470,6 +484,22 @@ def main() -> None:
                 f"| {row['ratio']:.2f} | {outcomes(row['idle']['fits'])} "
                 f"| {outcomes(row['busy']['fits'])} |"
             )
+
+    if "torchrun" in args.only:
+        threads = load_config(None, []).train.threads
+        r = torchrun_fits("digits", args.torchrun_ranks, threads, args.torchrun_repeats, fit_sets)
+        results["torchrun"] = {"quick": args.quick, "repeats": args.torchrun_repeats, **r}
+        one, ranks = r["one"], r["torchrun"]
+        emit(
+            "",
+            f"| digits fit, defaults ({describe(fit_sets, threads)} per process; median of "
+            f"{args.torchrun_repeats}) | s, one process | s, torchrun "
+            f"--nproc_per_node={args.torchrun_ranks} | torchrun / one "
+            "| pots, ARI one | pots, ARI torchrun |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| wall s | {one['seconds']:.1f} | {ranks['seconds']:.1f} | {r['ratio']:.2f} "
+            f"| {outcomes(one['fits'])} | {outcomes(ranks['fits'])} |",
+        )
 
     if "rss" in args.only:
         rows = args.rss_rows or (QUICK_RSS_ROWS if args.quick else 60000)

@@ -59,12 +59,22 @@ def check_tree(tree: Path, workdir: Path) -> str:
 
 
 def cli_fit(
-    tree: Path, data: str, sets: Sequence[str], threads: int, workdir: Path, name: str
+    tree: Path,
+    data: str,
+    sets: Sequence[str],
+    threads: int,
+    workdir: Path,
+    name: str,
+    ranks: int = 1,
 ) -> Dict:
-    """One ``pyro_pots fit`` of ``tree``'s code in a fresh process, into ``workdir/name``:
-    its wall seconds, peak RSS (bytes) and what ``summary.json`` says (pots, ARI, epochs)."""
+    """One ``pyro_pots fit`` of ``tree``'s code in a fresh process (with ``ranks > 1``, that
+    many under ``torchrun --standalone``), into ``workdir/name``: its wall seconds, peak RSS
+    (bytes; the launcher's under torchrun) and what ``summary.json`` says (pots, ARI,
+    epochs)."""
     out = workdir / name
-    command = [sys.executable, "-m", "pyro_pots", "fit", "--data", data, "--out", str(out)]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    command = [sys.executable, *(launcher if ranks > 1 else [])]
+    command += ["-m", "pyro_pots", "fit", "--data", data, "--out", str(out)]
     command += ["--quiet", "--set", f"train.threads={threads}"]
     for item in sets:
         command += ["--set", item]
@@ -173,6 +183,29 @@ def pinned_fits(
     for side, fits in runs.items():
         summary[side] = {"seconds": _median(fits, "seconds"), "fits": fits}
     summary["ratio"] = summary["today"]["seconds"] / summary["pinned"]["seconds"]
+    return summary
+
+
+def torchrun_fits(data: str, ranks: int, threads: int, repeats: int, sets: Sequence[str]) -> Dict:
+    """Today's fit as one process and as ``ranks`` torchrun ranks (gloo), each process with
+    ``threads`` torch threads, alternating, after one untimed one-epoch fit of each;
+    medians over ``repeats`` and the ratio torchrun / one."""
+    runs: Dict[str, List[Dict]] = {"one": [], "torchrun": []}
+    count = {"one": 1, "torchrun": ranks}
+    with tempfile.TemporaryDirectory(prefix="speed-torchrun-") as tmp:
+        folder = Path(tmp)
+        check_tree(REPO, folder)
+        for side in runs:
+            warm = [*sets, "train.max_epochs=1"]
+            cli_fit(REPO, data, warm, threads, folder, f"warm-{side}", count[side])
+        for repeat in range(repeats):
+            for side in list(runs)[:: 1 if repeat % 2 == 0 else -1]:
+                fit = cli_fit(REPO, data, sets, threads, folder, f"{side}-{repeat}", count[side])
+                runs[side].append(fit)
+    summary: Dict = {"ranks": ranks, "threads": threads}
+    for side, fits in runs.items():
+        summary[side] = {"seconds": _median(fits, "seconds"), "fits": fits}
+    summary["ratio"] = summary["torchrun"]["seconds"] / summary["one"]["seconds"]
     return summary
 
 

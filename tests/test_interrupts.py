@@ -116,18 +116,22 @@ def _lines(capsys):
     return capsys.readouterr().err.strip().splitlines()
 
 
-def test_sigterm_is_treated_like_sigint(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("jit", ["false", "true"])
+def test_sigterm_is_treated_like_sigint(tmp_path, monkeypatch, capsys, jit):
+    """With ``train.jit`` too: the resumed fit compiles its ELBO again, and compiling draws
+    no noise that the uninterrupted fit did not draw (``ScheduledElbo`` puts it back)."""
+    epochs = ["--set", "train.max_epochs=8", "--set", f"train.jit={jit}"]
     straight = tmp_path / "straight"
-    assert _main_fit(straight, "--set", "train.max_epochs=8") == 0
+    assert _main_fit(straight, *epochs) == 0
     capsys.readouterr()
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
         _signal_during_epoch(patch, 3, [signal.SIGTERM])
-        assert _main_fit(out, "--set", "train.max_epochs=8") == 128 + signal.SIGTERM
+        assert _main_fit(out, *epochs) == 128 + signal.SIGTERM
     lines = _lines(capsys)
     assert len(lines) == 1 and "interrupted after epoch 3 (SIGTERM)" in lines[0], lines
     assert not (out / "summary.json").exists()
-    assert _main_fit(out, "--resume", "--set", "train.max_epochs=8") == 0
+    assert _main_fit(out, "--resume", *epochs) == 0
     assert (out / "history.csv").read_text() == (straight / "history.csv").read_text()
 
 

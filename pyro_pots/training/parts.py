@@ -8,6 +8,7 @@ import contextlib
 import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import pyro.util
 import torch
 from pyro.infer import JitTrace_ELBO
 from pyro.util import warn_if_nan
@@ -171,9 +172,15 @@ class ScheduledElbo:
             raise ValueError("a ScheduledElbo serves the model and guide it was built with")
         if not self._values:
             raise RuntimeError("ScheduledElbo.at(lam, kick) sets the values before a loss")
-        loss, surrogate = self.elbo.loss_and_surrogate_loss(
-            self.model, self.guide, x, active, *self._values, **self._options
-        )
+        args = (self.model, self.guide, x, active, *self._values)
+        state, compiled = _rng_state(), self.compiled
+        loss, surrogate = self.elbo.loss_and_surrogate_loss(*args, **self._options)
+        if self.compiled > compiled:
+            # compiling ran the ELBO three times, drawing noise each time: draw again from
+            # where this step started, so that the compile step draws as any other step does
+            # and a resumed fit (which compiles again) goes on exactly as the uninterrupted one
+            _set_rng_state(state)
+            loss, surrogate = self.elbo.loss_and_surrogate_loss(*args, **self._options)
         # the surrogate's gradient only, as Trace_ELBO.differentiable_loss: Pyro 1.9's
         # JitTrace_ELBO.differentiable_loss keeps the loss's own gradient too, doubling
         # the ELBO's against any term added to it (the kick's, the neighbours')
@@ -192,6 +199,20 @@ class ScheduledElbo:
         """How many graphs have been compiled (one per fit; two with straight-through)."""
         fn = getattr(self.elbo, "_loss_and_surrogate_loss", None)
         return 0 if fn is None else len(fn.compiled)
+
+
+def _rng_state() -> Tuple[Dict[str, Any], Optional[list]]:
+    """The random number generators' state: Pyro's (torch's CPU, Python's, NumPy's) and
+    CUDA's when it is in use."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return pyro.util.get_rng_state(), cuda
+
+
+def _set_rng_state(state: Tuple[Dict[str, Any], Optional[list]]) -> None:
+    """Put the generators back to ``state`` (:func:`_rng_state`)."""
+    pyro.util.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 class _ScheduledLoss(torch.nn.Module):

@@ -144,6 +144,7 @@ class ScheduledElbo:
         self.straight_through = straight_through
         self._values: Tuple[torch.Tensor, ...] = ()
         self._options: Dict[str, Any] = {}
+        self._graphs: set = set()  # the options a graph was compiled for (Pyro's key)
 
     def at(
         self,
@@ -173,9 +174,12 @@ class ScheduledElbo:
         if not self._values:
             raise RuntimeError("ScheduledElbo.at(lam, kick) sets the values before a loss")
         args = (self.model, self.guide, x, active, *self._values)
-        state, compiled = _rng_state(), self.compiled
+        options = tuple(sorted(self._options.items()))
+        state = None if options in self._graphs else _rng_state()  # a compile to come
+        compiled = self.compiled
         loss, surrogate = self.elbo.loss_and_surrogate_loss(*args, **self._options)
-        if self.compiled > compiled:
+        self._graphs.add(options)
+        if state is not None and self.compiled > compiled:
             # compiling ran the ELBO three times, drawing noise each time: draw again from
             # where this step started, so that the compile step draws as any other step does
             # and a resumed fit (which compiles again) goes on exactly as the uninterrupted one

@@ -43,12 +43,8 @@ def nearest_neighbours(x: torch.Tensor, k: int) -> torch.Tensor:
     """
     if not 0 < k < len(x):
         raise ValueError(f"k must be in [1, {len(x) - 1}] for {len(x)} rows, got {k}")
-    data = x.detach().cpu().double().numpy()
-    # k + 1: each row is its own nearest neighbour (duplicates aside: dropped below); the
-    # distances go in blocks of at most WORKING_MEMORY_MB, so memory stays bounded at scale
-    with sklearn.config_context(working_memory=WORKING_MEMORY_MB):
-        _, ids = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data)
-    ids = torch.from_numpy(ids)
+    # k + 1: each row is its own nearest neighbour (duplicates aside: dropped below)
+    ids = nearest_among(x, x, k + 1)
     own = torch.arange(len(x)).unsqueeze(-1)
     # drop the row itself; when duplicates put it later than first, drop the first other
     not_self = ids != own
@@ -60,7 +56,8 @@ def nearest_among(x: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
     """
     Each row of ``x``'s ``k`` nearest rows of ``rows`` by Euclidean distance, ``(M, k)``
     ids into ``rows`` (exact, float64). For rows that are not among ``rows``, such as
-    held-out rows against the training rows: nothing is excluded.
+    held-out rows against the training rows: nothing is excluded. The distances go in
+    blocks of at most :data:`WORKING_MEMORY_MB`, so memory stays bounded at scale.
     """
     if not 0 < k <= len(rows):
         raise ValueError(f"k must be in [1, {len(rows)}] for {len(rows)} rows, got {k}")

@@ -31,7 +31,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pyro
@@ -271,22 +271,158 @@ def pots_scores(fitted, train: np.ndarray, held: np.ndarray, x: np.ndarray):
     return scores
 
 
+def _neighbour_rows(vae, train: np.ndarray, x: np.ndarray) -> Dict[str, Callable[[], np.ndarray]]:
+    """Issue 18's second round of distance rows, each computed only when a seed's cache
+    lacks it: the new ``calibrate`` options (``among``, ``ratio``, ``combine``) and three
+    distances that are not options (runner-up pot, latent means scaled by the posterior
+    scale, reconstructions), each added to the pot-relative misfit as robust z-scores."""
+    tx, rows, k = torch.from_numpy(train), torch.from_numpy(x), K_NEIGHBOURS
+
+    def ood(**options) -> Callable[[], np.ndarray]:
+        def score() -> np.ndarray:
+            calibration = calibrate(vae, tx, SAMPLES, neighbours=k, **options)
+            return row_scores(vae, rows, calibration, SAMPLES)["ood_score"]
+
+        return score
+
+    shared: Dict[str, Dict[str, np.ndarray]] = {}
+
+    def lever(name: str) -> Callable[[], np.ndarray]:
+        def score() -> np.ndarray:
+            if not shared:
+                shared["rows"] = distance_levers(vae, train, x)
+            return shared["rows"][name]
+
+        return score
+
+    table = {
+        f"option combine=fisher: neighbours={k}, Fisher's -2 log(p_m p_d) (IW, S={SAMPLES})": ood(
+            combine="fisher"
+        ),
+        f"option among=all: neighbours={k} among all calibration rows, z-sum (IW, S={SAMPLES})": (
+            ood(among="all")
+        ),
+        f"options among=all, combine=fisher: neighbours={k} (IW, S={SAMPLES})": ood(
+            among="all", combine="fisher"
+        ),
+        f"option ratio: neighbours={k}, local density ratio in the pot, z-sum (IW, S={SAMPLES})": (
+            ood(ratio=True)
+        ),
+        f"options ratio, combine=fisher: neighbours={k} (IW, S={SAMPLES})": ood(
+            ratio=True, combine="fisher"
+        ),
+        f"options ratio, among=all: neighbours={k}, z-sum (IW, S={SAMPLES})": ood(
+            ratio=True, among="all"
+        ),
+        f"options saturated, combine=fisher: neighbours={k} (IW, S={SAMPLES})": ood(
+            saturated=True, combine="fisher"
+        ),
+        f"options saturated, among=all, combine=fisher: neighbours={k} (IW, S={SAMPLES})": ood(
+            saturated=True, among="all", combine="fisher"
+        ),
+        f"options saturated, ratio: neighbours={k}, z-sum (IW, S={SAMPLES})": ood(
+            saturated=True, ratio=True
+        ),
+    }
+    for name in DISTANCE_LEVERS:
+        table[name] = lever(name)
+    return table
+
+
+#: the rows of :func:`distance_levers`.
+DISTANCE_LEVERS = (
+    f"lever 3: misfit + distance to the rows of the pot and its runner-up, z-sum (IW S={SAMPLES})",
+    f"lever 3: misfit + distance of latent means / posterior scale, z-sum (IW S={SAMPLES})",
+    f"lever 3: misfit + distance between reconstructions in the pot, z-sum (IW S={SAMPLES})",
+)
+
+
+def distance_levers(vae, train: np.ndarray, x: np.ndarray) -> Dict[str, np.ndarray]:
+    """Distance terms that are not options, each added to the pot-relative misfit (IW,
+    ``SAMPLES``) as a robust z-score over the training rows (each training row's own
+    distance leaves the row itself out):
+
+    - to the ``k`` nearest training rows of the row's pot or its runner-up pot (the second
+      largest responsibility);
+    - between latent means in the row's pot, each coordinate divided by the row's posterior
+      scale: ``|| (mu_c(x) - mu_c(x')) / sigma_c(x) ||``;
+    - between reconstructions (the decoder's mean at the posterior mean) in the row's pot.
+    """
+    k = K_NEIGHBOURS
+    with torch.no_grad():
+        t_resp, _, t_nll = (v.numpy() for v in pot_misfit(vae, torch.from_numpy(train), SAMPLES))
+        resp, _, nll = (v.numpy() for v in pot_misfit(vae, torch.from_numpy(x), SAMPLES))
+        t_q = vae.latent_posterior(torch.from_numpy(train), vae.open_ids())
+        q = vae.latent_posterior(torch.from_numpy(x), vae.open_ids())
+        mean = vae.likelihood(vae.decode(t_q.loc, vae.open_ids())).mean.numpy()
+        t_rec, rec = mean, vae.likelihood(vae.decode(q.loc, vae.open_ids())).mean.numpy()
+        t_loc, t_scale = t_q.loc.numpy(), t_q.scale.numpy()
+        loc, scale = q.loc.numpy(), q.scale.numpy()
+    t_pot, pot = t_resp.argmax(1), resp.argmax(1)
+    t_second, second = np.argsort(-t_resp, 1)[:, 1], np.argsort(-resp, 1)[:, 1]
+    median = _pot_medians(t_nll, t_pot)
+    t_ood, ood = _own(t_nll, t_pot) - median[t_pot], _own(nll, pot) - median[pot]
+
+    def nearest(rows, refs, own: bool) -> float:
+        near = np.sort(np.linalg.norm(refs - rows, axis=-1))
+        return near[int(own) : k + int(own)].mean()
+
+    def runner_up(rows, first, runner, own):
+        return np.array(
+            [
+                nearest(row, train[(t_pot == a) | (t_pot == b)], own)
+                for row, a, b in zip(rows, first, runner)
+            ]
+        )
+
+    def latent(locs, scales, assign, own):
+        return np.array(
+            [
+                nearest(locs[c, i] / scales[c, i], t_loc[c, t_pot == c] / scales[c, i], own)
+                for i, c in enumerate(assign)
+            ]
+        )
+
+    def reconstruction(recs, assign, own):
+        return np.array(
+            [nearest(recs[c, i], t_rec[c, t_pot == c], own) for i, c in enumerate(assign)]
+        )
+
+    base = _robust_z(ood, t_ood)
+    distances = (
+        (runner_up(x, pot, second, False), runner_up(train, t_pot, t_second, True)),
+        (latent(loc, scale, pot, False), latent(t_loc, t_scale, t_pot, True)),
+        (reconstruction(rec, pot, False), reconstruction(t_rec, t_pot, True)),
+    )
+    return {
+        name: base + _robust_z(dist, t_dist)
+        for name, (dist, t_dist) in zip(DISTANCE_LEVERS, distances)
+    }
+
+
 def seed_scores(pair: Pair, seed: int, out: Path, overrides: Sequence[str], vae_epochs: int):
-    """Every score of one seed on its test rows (in, then out), cached in ``scores.npz``."""
+    """Every score of one seed on its test rows (in, then out), cached in ``scores.npz``:
+    a rerun computes only the rows the cache lacks (no refit, no rescoring of the others)."""
     folder = out / pair.name / f"seed{seed}"
     path = folder / "scores.npz"
     fitted, train, held = fitted_run(pair, seed, out, overrides)
     fit_rows, test_rows = halves(len(pair.inliers), seed)
     x = np.concatenate([pair.inliers[test_rows], pair.outliers])
     is_ood = np.r_[np.zeros(len(test_rows)), np.ones(len(pair.outliers))]
+    scores: Dict[str, np.ndarray] = {}
     if path.exists():
         cached = np.load(path)
         names = json.loads(str(cached["names"]))
-        return fitted, is_ood, {name: cached[f"s{i}"] for i, name in enumerate(names)}
-    scores = pots_scores(fitted, train, held, x)
-    scores.update(baseline_scores(pair.inliers[fit_rows], x, seed, vae_epochs))
-    names = list(scores)
-    np.savez(path, names=json.dumps(names), **{f"s{i}": scores[n] for i, n in enumerate(names)})
+        scores = {name: cached[f"s{i}"] for i, name in enumerate(names)}
+    else:
+        scores = pots_scores(fitted, train, held, x)
+        scores.update(baseline_scores(pair.inliers[fit_rows], x, seed, vae_epochs))
+    missing = {n: f for n, f in _neighbour_rows(fitted.model, train, x).items() if n not in scores}
+    if missing or not path.exists():
+        scores.update({name: score() for name, score in missing.items()})
+        names = list(scores)
+        arrays = {f"s{i}": scores[n] for i, n in enumerate(names)}
+        np.savez(path, names=json.dumps(names), **arrays)
     return fitted, is_ood, scores
 
 
@@ -344,7 +480,9 @@ def main(argv: List[str] = None) -> None:
         )
         print("| score (higher = more OOD) | AUROC, mean of seeds | bootstrap SE | seed std |")
         print("| --- | --- | --- | --- |")
-        table = [(n, *seeds_auroc(results, n)) for n in results[0][1]]
+        names = [n for n in results[0][1] if not n.startswith("baseline")]
+        names += [n for n in results[0][1] if n.startswith("baseline")]  # baselines last
+        table = [(n, *seeds_auroc(results, n)) for n in names]
         for n, mean, se, std, _ in table:
             print(f"| {n} | {mean:.4f} | {se:.4f} | {std:.4f} |")
         ranked = sorted(table, key=lambda row: -row[1])

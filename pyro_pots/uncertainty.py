@@ -85,6 +85,36 @@ encoder's routing) :func:`row_scores` gives:
       distance from :math:`x` to the :math:`k` nearest calibration rows of its pot
       (leaving a calibration row itself out), and the median and the spread
       :math:`s = 1.4826\,\mathrm{MAD}` taken over the calibration rows. It is unitless.
+
+    With ``neighbours=k``, three more options (off by default; ``docs/benchmarks.md``):
+
+    - ``among="all"``: :math:`d_k(x)` is measured to the :math:`k` nearest calibration rows
+      of *every* pot (the plain k-NN distance), while the misfit stays pot-relative.
+    - ``ratio=True``: the distance term is a local density ratio within the pot (as in
+      the local outlier factor), the row's distance over the typical distance of its
+      neighbours to *their* neighbours,
+
+      .. math::
+
+          \rho_k(x) = \frac{d_k(x)}{\frac1k \sum_{n \in N_k(x)} d_k(n)},
+
+      :math:`N_k(x)` the :math:`k` nearest calibration rows (of the pot, or of all pots
+      with ``among="all"``) and :math:`d_k(n)` each one's own distance to its :math:`k`
+      nearest others; :math:`\rho_k \approx 1` for a row as far from its neighbours as
+      they are from theirs. It replaces :math:`d_k` in either combination.
+    - ``combine="fisher"``: instead of the sum of z-scores, Fisher's combination of the
+      two terms' empirical tail probabilities over the calibration rows,
+
+      .. math::
+
+          \mathrm{ood}(x) = -2\,[\log p_m(x) + \log p_d(x)],\qquad
+          p_t(x) = \frac{1 + \#\{x' : t(x') \ge t(x)\}}{n + 1},
+
+      :math:`x'` the :math:`n` calibration rows and :math:`t` the misfit :math:`m` or the
+      distance term. It depends on each term only through its ranks among the calibration
+      rows (no spread to estimate), lies in :math:`[0, 4 \log(n+1)]`, and is
+      :math:`\chi^2_4` distributed for a fresh in-distribution row when the two terms are
+      independent.
 """
 
 import csv
@@ -107,6 +137,9 @@ from pyro_pots.sites import DATA_PLATE, OBS, Z
 COLUMNS = ("pot", "max_resp", "entropy", "neg_elbo", "ood_score", "max_posterior")
 #: rows x particles per batch in :func:`iw_log_likelihood` (bounds the decoder's memory).
 _BATCH = 1 << 16
+#: values of :func:`calibrate`'s ``among`` and ``combine`` options (the first: the default).
+AMONG = ("pot", "all")
+COMBINE = ("sum", "fisher")
 
 
 def pot_model_and_guide(vae: PotsVAE, pot: int) -> Tuple[Callable, Callable]:
@@ -190,6 +223,15 @@ class Calibration:
     #: with ``neighbours``: median and robust spread (1.4826 MAD) over the calibration rows
     #: of the pot-relative misfit and of the distance, ``(4,)``: m_l, s_l, m_d, s_d
     spread: Optional[torch.Tensor] = None
+    #: the distance term's reference rows: ``"pot"`` (the row's pot) or ``"all"``
+    among: str = "pot"
+    #: the distance term is the local density ratio rho_k rather than d_k
+    ratio: bool = False
+    #: how the two terms are combined: ``"sum"`` of robust z-scores or ``"fisher"``
+    combine: str = "sum"
+    #: with ``combine="fisher"``: the calibration rows' misfits and distance terms, each
+    #: sorted, ``(2, n)`` float64
+    null: Optional[torch.Tensor] = None
 
 
 def saturated_misfit(vae: PotsVAE, x: torch.Tensor) -> torch.Tensor:
@@ -240,6 +282,55 @@ def pot_distances(
             near = near[:, 1:] if own and kk > 1 else near  # the row itself, at distance 0
             out[chunk] = near.mean(-1)
     return out
+
+
+@torch.no_grad()
+def pot_distance_ratios(
+    rows: torch.Tensor, assign: torch.Tensor, reference: List[torch.Tensor], k: int, own: bool
+) -> torch.Tensor:
+    r"""
+    Each row's local density ratio within its pot, ``(N,)``: :math:`\rho_k(x) = d_k(x) /
+    \frac1k\sum_{n\in N_k(x)} d_k(n)`, with :math:`d_k(x)` the row's mean Euclidean
+    distance to its ``k`` nearest rows of ``reference[c]`` (``c = assign``), :math:`N_k(x)`
+    those rows, and :math:`d_k(n)` each one's mean distance to its ``k`` nearest other rows
+    of the same reference. ``own=True`` when ``rows`` are the reference rows themselves
+    (the row itself is left out of its neighbours). A pot with fewer than two reference
+    rows is compared with every reference row, as in :func:`pot_distances`.
+    """
+    out = rows.new_zeros(len(rows), dtype=torch.float64)
+    everything = torch.cat(reference) if reference else rows[:0]
+    for j, ref in enumerate(reference):
+        mine = (assign == j).nonzero().squeeze(-1)
+        if len(mine) == 0:
+            continue
+        ref = (ref if len(ref) > 1 else everything).double()
+        kk = min(k + 1, len(ref))  # each reference row's own d_k leaves itself out
+        ref_dk = torch.cdist(ref, ref).topk(kk, largest=False).values[:, 1:].mean(-1)
+        kk = min(k + int(own), len(ref))
+        for chunk in mine.split(_DISTANCE_ROWS):
+            near = torch.cdist(rows[chunk].double(), ref).topk(kk, largest=False)
+            values, index = near.values, near.indices
+            if own and kk > 1:  # the row itself, at distance 0
+                values, index = values[:, 1:], index[:, 1:]
+            out[chunk] = values.mean(-1) / ref_dk[index].mean(-1).clamp_min(1e-12)
+    return out
+
+
+def _tail_probability(values: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """``(1 + #{null >= v}) / (n + 1)`` for each value ``v``, ``null`` sorted ascending."""
+    at_least = len(null) - torch.searchsorted(null, values.contiguous(), right=False)
+    return (1.0 + at_least.double()) / (len(null) + 1.0)
+
+
+def _distance_term(
+    rows: torch.Tensor, assign: torch.Tensor, calibration: "Calibration", own: bool
+) -> torch.Tensor:
+    """The distance term of ``ood_score`` with ``neighbours`` (``d_k`` or ``rho_k``, among
+    the row's pot's calibration rows or all of them), ``(N,)`` float64 on the CPU."""
+    if calibration.among == "all":
+        assign = torch.zeros_like(assign)
+    measure = pot_distance_ratios if calibration.ratio else pot_distances
+    return measure(rows, assign, calibration.reference, calibration.neighbours, own=own)
 
 
 def _robust(values: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -301,8 +392,11 @@ def calibrate(
     num_samples: Optional[int],
     neighbours: int = 0,
     saturated: bool = False,
+    among: str = "pot",
+    ratio: bool = False,
+    combine: str = "sum",
 ) -> Calibration:
-    """
+    r"""
     Mixture weights and each pot's median misfit on its rows among ``train_x`` (the
     training rows, or any rows held out from the fit; the mixture weights come from the
     same rows).
@@ -312,9 +406,35 @@ def calibrate(
         among ``train_x`` (module docstring); 0, the default: the misfit alone, in nats.
     :param saturated: measure misfits above the saturated model (:func:`saturated_misfit`;
         bernoulli likelihood only).
+    :param among: with ``neighbours``, the distance term's reference rows: ``"pot"`` (the
+        default: the calibration rows of the row's pot) or ``"all"`` (every calibration
+        row; the misfit stays pot-relative).
+    :param ratio: with ``neighbours``, use the local density ratio :math:`\rho_k`
+        (:func:`pot_distance_ratios`) instead of the distance :math:`d_k`.
+    :param combine: with ``neighbours``, ``"sum"`` (the default: the sum of the two robust
+        z-scores) or ``"fisher"`` (:math:`-2[\log p_m + \log p_d]`, the terms' empirical
+        tail probabilities over the calibration rows).
+    :raises ValueError: a negative ``neighbours``, an unknown ``among`` or ``combine``, or
+        ``among``, ``ratio`` or ``combine`` set away from their defaults without
+        ``neighbours``.
     """
     if neighbours < 0:
         raise ValueError(f"neighbours must be >= 0, got {neighbours}")
+    if among not in AMONG:
+        raise ValueError(f"among must be one of {AMONG}, got {among!r}")
+    if combine not in COMBINE:
+        raise ValueError(f"combine must be one of {COMBINE}, got {combine!r}")
+    if not neighbours:
+        for option, value, default in (
+            ("among", among, "pot"),
+            ("ratio", ratio, False),
+            ("combine", combine, "sum"),
+        ):
+            if value != default:
+                raise ValueError(
+                    f"{option}={value!r} sets the distance term of ood_score: it needs "
+                    "neighbours > 0"
+                )
     resp, _, nll = pot_misfit(vae, train_x, num_samples)
     if saturated:
         nll = nll.double() - saturated_misfit(vae, train_x)[:, None].to(nll.device)
@@ -328,10 +448,16 @@ def calibrate(
     calibration = Calibration(mixture_weights(resp), median, saturated, neighbours)
     if neighbours:
         rows = train_x.cpu()
-        calibration.reference = [rows[(assign == j).cpu()] for j in range(resp.shape[1])]
-        dist = pot_distances(rows, assign.cpu(), calibration.reference, neighbours, own=True)
-        spread = [*_robust((overall - median[assign]).double().cpu()), *_robust(dist)]
-        calibration.spread = torch.stack(spread)
+        calibration.among, calibration.ratio, calibration.combine = among, ratio, combine
+        if among == "all":
+            calibration.reference = [rows]
+        else:
+            calibration.reference = [rows[(assign == j).cpu()] for j in range(resp.shape[1])]
+        dist = _distance_term(rows, assign.cpu(), calibration, own=True)
+        misfit = (overall - median[assign]).double().cpu()
+        calibration.spread = torch.stack([*_robust(misfit), *_robust(dist)])
+        if combine == "fisher":
+            calibration.null = torch.stack([misfit.sort().values, dist.sort().values])
     return calibration
 
 
@@ -358,11 +484,14 @@ def row_scores(
     own = misfit.gather(-1, assign[:, None]).squeeze(-1)
     ood = own - calibration.median[assign]
     if calibration.neighbours:
-        m_l, s_l, m_d, s_d = calibration.spread.tolist()
-        dist = pot_distances(
-            x.cpu(), assign.cpu(), calibration.reference, calibration.neighbours, own=False
-        )
-        ood = (ood.double().cpu() - m_l) / s_l + (dist - m_d) / s_d
+        dist = _distance_term(x.cpu(), assign.cpu(), calibration, own=False)
+        if calibration.combine == "fisher":
+            p_m = _tail_probability(ood.double().cpu(), calibration.null[0])
+            p_d = _tail_probability(dist, calibration.null[1])
+            ood = -2 * (p_m.log() + p_d.log())
+        else:
+            m_l, s_l, m_d, s_d = calibration.spread.tolist()
+            ood = (ood.double().cpu() - m_l) / s_l + (dist - m_d) / s_d
     posterior = pot_posterior(nll, calibration.weights)
     return {
         "pot": pots[assign].cpu().numpy(),

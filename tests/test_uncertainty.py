@@ -9,6 +9,7 @@ import pytest
 import torch
 from pyro.infer import RenyiELBO
 from scipy.stats import entropy as scipy_entropy
+from sklearn.neighbors import NearestNeighbors
 
 from pyro_pots import PotsVAE
 from pyro_pots.cli import main
@@ -18,6 +19,9 @@ from pyro_pots.uncertainty import (
     calibrate,
     iw_log_likelihood,
     per_row_log_weights,
+    pot_distance_ratios,
+    pot_distances,
+    pot_misfit,
     pot_model_and_guide,
     row_scores,
 )
@@ -136,3 +140,164 @@ def test_evaluate_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]
     assert not (tmp_path / "o.csv").exists()
+
+
+# ood_score's distance options (calibrate's among, ratio, combine), against numpy/sklearn
+
+
+@pytest.fixture
+def routed():
+    """Three open pots, each row routed by the largest of its first three features."""
+    torch.manual_seed(0)
+    model = PotsVAE(6, num_pots=4, hidden_dim=16, decoder_hidden_dim=16)
+    model.open_pots([0, 1, 3])
+    with torch.no_grad():
+        model.encoder.trunk.weight.zero_()
+        model.encoder.trunk.bias.zero_()
+        model.encoder.trunk.weight[:3, :3] = 20 * torch.eye(3)
+        model.encoder.logits_head.weight.zero_()
+        model.encoder.logits_head.bias.zero_()
+        for feature, pot in enumerate([0, 1, 3]):
+            model.encoder.logits_head.weight[pot, feature] = 1.0
+    return model
+
+
+def uniform_rows(n, seed):
+    return torch.rand(n, 6, generator=torch.Generator().manual_seed(seed))
+
+
+def knn_mean(ref, queries, k, own):
+    """Mean distance to the k nearest rows of ref (sklearn), leaving a row itself out."""
+    near = NearestNeighbors(n_neighbors=min(k + own, len(ref))).fit(ref).kneighbors(queries)
+    return (near[0][:, 1:], near[1][:, 1:]) if own else near
+
+
+def density_ratio(ref, queries, k, own):
+    """rho_k = d_k(x) / mean over x's k nearest reference rows of their own d_k."""
+    ref_dk = knn_mean(ref, ref, k, True)[0].mean(1)
+    dist, index = knn_mean(ref, queries, k, own)
+    return dist.mean(1) / ref_dk[index].mean(1)
+
+
+def test_density_ratio_against_sklearn_and_scale_invariant():
+    gen, f64 = torch.Generator().manual_seed(8), torch.float64
+    reference = [
+        torch.rand(9, 4, generator=gen, dtype=f64),
+        3 * torch.rand(6, 4, generator=gen, dtype=f64),
+    ]
+    queries = torch.rand(12, 4, generator=gen, dtype=f64)
+    assign = torch.tensor([0, 1] * 6)
+    got = pot_distance_ratios(queries, assign, reference, 3, own=False).numpy()
+    for j in (0, 1):
+        mine = (assign == j).numpy()
+        want = density_ratio(reference[j].numpy(), queries[mine].numpy(), 3, False)
+        np.testing.assert_allclose(got[mine], want, rtol=1e-9)
+    own = torch.cat(reference)
+    own_assign = torch.tensor([0] * 9 + [1] * 6)
+    got_own = pot_distance_ratios(own, own_assign, reference, 3, own=True).numpy()
+    for j, rows in ((0, slice(0, 9)), (1, slice(9, 15))):
+        want = density_ratio(reference[j].numpy(), reference[j].numpy(), 3, True)
+        np.testing.assert_allclose(got_own[rows], want, rtol=1e-9)
+    # a ratio of distances: the same for the data in other units, unlike d_k itself
+    scaled = pot_distance_ratios(7.5 * queries, assign, [7.5 * r for r in reference], 3, False)
+    np.testing.assert_allclose(scaled.numpy(), got, rtol=1e-9)
+    # pot 1's rows are spread 3 times wider: its calibration rows' ratios are about 1 as
+    # pot 0's are, while their distances are about 3 times larger
+    dist_own = pot_distances(own, own_assign, reference, 3, own=True).numpy()
+    assert dist_own[9:].mean() > 2 * dist_own[:9].mean()
+    assert abs(np.log(got_own[9:].mean() / got_own[:9].mean())) < 0.3
+
+
+def lower_median(values):
+    return np.sort(values)[(len(values) - 1) // 2]
+
+
+def tail_probability(values, null):
+    return (1 + (null[None, :] >= values[:, None]).sum(1)) / (len(null) + 1)
+
+
+@pytest.mark.parametrize("among", ["pot", "all"])
+@pytest.mark.parametrize("ratio", [False, True])
+@pytest.mark.parametrize("combine", ["sum", "fisher"])
+def test_distance_options_against_numpy_and_sklearn(routed, among, ratio, combine):
+    train, x = uniform_rows(60, 4), uniform_rows(25, 5)
+    assert routed.responsibilities(train)[:, [0, 1, 3]].argmax(-1).bincount().min() >= 10
+    calibration = calibrate(routed, train, None, neighbours=4, among=among, ratio=ratio,
+                            combine=combine)  # fmt: skip
+    got = row_scores(routed, x, calibration)["ood_score"]
+    # independently: the pot-relative misfits from the same seeded draws
+    t_resp, _, t_nll = (v.double().numpy() for v in pot_misfit(routed, train, None))
+    resp, _, nll = (v.double().numpy() for v in pot_misfit(routed, x, None))
+    t_pot, pot = t_resp.argmax(1), resp.argmax(1)
+    median = np.array([lower_median(t_nll[t_pot == j, j]) for j in range(3)])
+    t_misfit = t_nll[np.arange(60), t_pot] - median[t_pot]
+    misfit = nll[np.arange(25), pot] - median[pot]
+    # the distance term, to the pot's calibration rows or to all of them
+    groups = (
+        [(t_pot == j, pot == j) for j in range(3)]
+        if among == "pot"
+        else [(np.ones(60, bool), np.ones(25, bool))]
+    )
+    t_dist, dist = np.zeros(60), np.zeros(25)
+    measure = density_ratio if ratio else (lambda r, q, k, own: knn_mean(r, q, k, own)[0].mean(1))
+    for t_mine, mine in groups:
+        ref = train.numpy()[t_mine]
+        t_dist[t_mine] = measure(ref, ref, 4, True)
+        if mine.any():
+            dist[mine] = measure(ref, x.numpy()[mine], 4, False)
+    if combine == "fisher":
+        p_m, p_d = tail_probability(misfit, t_misfit), tail_probability(dist, t_dist)
+        want = -2 * (np.log(p_m) + np.log(p_d))
+        assert (got >= 0).all() and (got <= 4 * np.log(61) + 1e-12).all()
+    else:
+
+        def robust_z(values, ref):
+            centre = lower_median(ref)
+            return (values - centre) / (1.4826 * lower_median(np.abs(ref - centre)))
+
+        want = robust_z(misfit, t_misfit) + robust_z(dist, t_dist)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fisher_tail_probabilities_saturate_beyond_every_calibration_row(routed):
+    train, x = uniform_rows(60, 4), uniform_rows(25, 5)
+    calibration = calibrate(routed, train, None, neighbours=4, among="all", combine="fisher")
+    misfit, dist = calibration.null.numpy()  # the calibration rows' terms, sorted
+    assert misfit.size == dist.size == 60 and (np.diff(misfit) >= 0).all()
+    assert (np.diff(dist) >= 0).all()
+    far = x.clone()
+    far[:, 3:] += 5.0  # far from every calibration row, the routing features unchanged
+    got = row_scores(routed, far, calibration)["ood_score"]
+    # the distance term lies beyond every calibration row's: p_d = 1 / 61, and the score is
+    # the misfit's part plus -2 log(1/61), never more than -4 log(1/61)
+    resp, _, nll = (v.double().numpy() for v in pot_misfit(routed, far, None))
+    pot = resp.argmax(1)
+    own = nll[np.arange(25), pot] - calibration.median.double().numpy()[pot]
+    p_m = tail_probability(own, misfit)
+    np.testing.assert_allclose(got, -2 * np.log(p_m) + 2 * np.log(61), rtol=1e-9)
+    assert (got <= 4 * np.log(61) + 1e-9).all()
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(neighbours=3, among="everything"), "among"),
+        (dict(neighbours=3, combine="product"), "combine"),
+        (dict(among="all"), "among"),
+        (dict(ratio=True), "ratio"),
+        (dict(combine="fisher"), "combine"),
+    ],
+)
+def test_bad_distance_options_are_refused_by_name(routed, options, match):
+    with pytest.raises(ValueError, match=match):
+        calibrate(routed, uniform_rows(12, 0), None, **options)
+
+
+def test_default_options_keep_the_plain_misfit(routed):
+    train, x = uniform_rows(40, 1), uniform_rows(10, 2)
+    default = calibrate(routed, train, None)
+    explicit = calibrate(routed, train, None, among="pot", ratio=False, combine="sum")
+    assert default.null is None and default.reference is None and default.spread is None
+    np.testing.assert_array_equal(
+        row_scores(routed, x, default)["ood_score"], row_scores(routed, x, explicit)["ood_score"]
+    )

@@ -13,7 +13,7 @@ from pyro_pots import PotsVAE, pots_mask
 from pyro_pots.curriculum import Decision
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.proposals import parse_proposals, propose
-from pyro_pots.training.stage_scores import paired_gain
+from pyro_pots.training.stage_scores import controlled_gain, heldout_pots, paired_gain
 
 
 def _rings(n=600, seed=0):
@@ -42,6 +42,39 @@ def test_paired_gain_is_the_mean_difference_with_its_standard_error():
 def test_paired_gain_of_identical_losses_is_zero_and_not_evidence():
     rows = torch.arange(10, dtype=torch.float64)
     assert paired_gain(rows, rows) == {"gain": 0.0, "se": 0.0, "z": 0.0}
+
+
+def test_controlled_gain_is_the_parents_gain_less_the_other_rows():
+    g = torch.Generator().manual_seed(1)
+    before = 10 + torch.randn(300, generator=g, dtype=torch.float64)
+    after = before - 0.2 + 0.3 * torch.randn(300, generator=g, dtype=torch.float64)
+    parent = torch.arange(300) % 3 == 0
+    after[parent] -= 0.5  # the split's own gain, on top of the stage's 0.2 everywhere
+    d = (before - after).numpy()
+    p, o = d[parent.numpy()], d[~parent.numpy()]
+    se = math.sqrt(p.var(ddof=1) / len(p) + o.var(ddof=1) / len(o))
+    got = controlled_gain(before, after, parent)
+    assert got["parent_gain"] == pytest.approx(p.mean(), rel=1e-12)
+    assert got["control_gain"] == pytest.approx(o.mean(), rel=1e-12)
+    assert got["split_gain"] == pytest.approx(p.mean() - o.mean(), rel=1e-12)
+    assert got["split_se"] == pytest.approx(se, rel=1e-9)
+    assert got["split_z"] == pytest.approx((p.mean() - o.mean()) / se, rel=1e-9)
+    assert got["parent_rows"] == 100
+    assert got["split_gain"] == pytest.approx(0.5, abs=0.1)  # the stage's 0.2 is gone
+    # a stage that gains the same everywhere is no evidence for the split
+    flat = controlled_gain(before, before - 0.2, parent)
+    assert flat["parent_gain"] == pytest.approx(0.2) and flat["split_gain"] == pytest.approx(0)
+
+
+def test_controlled_gain_without_other_rows_has_no_control():
+    before = torch.tensor([3.0, 2.0, 4.0], dtype=torch.float64)
+    got = controlled_gain(
+        before, before - torch.tensor([1.0, 2.0, 3.0]), torch.ones(3, dtype=torch.bool)
+    )
+    assert got["control_gain"] == 0.0 and got["control_se"] == 0.0
+    assert got["split_gain"] == pytest.approx(2.0) and got["split_se"] == pytest.approx(
+        math.sqrt(1 / 3)
+    )
 
 
 def test_the_spectral_proposal_separates_rings_that_two_means_cuts_across():
@@ -100,6 +133,23 @@ def test_stage_end_evidence_pairs_the_heldout_rows_with_the_baseline():
     end = t.stage_end_scores(after)
     assert end["evidence"] == paired_gain(ev["heldout_rows"], after)
     assert set(end) == {"misfit", "normality", "agreement", "evidence", "potts_rows", "scores"}
+
+
+def test_a_split_keeps_the_heldout_rows_that_were_its_parents():
+    t = _trainer(**{"curriculum.neighbour_weight": 1.0, "curriculum.neighbours": 4})
+    t.train_epoch()
+    ev = t.evaluate()
+    pots = t.vae.responsibilities(t.heldout_x, t.vae.active).argmax(-1)
+    assert torch.equal(heldout_pots(t.vae, t.heldout_x), pots)
+    before = t.potts_rows(ev["scores"])
+    t.manager.open.append(1)
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"], ev["heldout_rows"], before)
+    assert torch.equal(t.pre_split["parent_rows"], pots == 0)
+    t.train_epoch()
+    end = t.stage_end_scores(t.evaluate(full=False)["heldout_rows"])
+    expected = controlled_gain(before, end["potts_rows"], pots == 0)
+    assert {k: end["evidence"][k] for k in expected} == expected
 
 
 def test_kick_state_round_trip_and_its_handler_only_while_kicking():

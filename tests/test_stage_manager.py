@@ -6,6 +6,7 @@ import math
 import pytest
 
 from pyro_pots.curriculum import StageManager
+from pyro_pots.curriculum.stage_manager import judged_evidence
 
 SETTINGS = dict(
     start_pots=1,
@@ -194,6 +195,41 @@ def test_unsupported_splits_of_max_fades_parents_in_a_row_stop_the_curriculum():
     d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=usage, misfit={0: 5.0, 1: 4.0}, evidence=weak)
     assert (d.action, d.restore) == ("reject", True) and m.stopped
     assert "did not support" in m.stop_reason and "2 parents in a row were undone" in m.stop_reason
+
+
+# the stage gained everywhere (z 8 over all rows) but the parent's rows no more than the rest
+STAGE_ONLY = {
+    "gain": 0.1,
+    "se": 0.0125,
+    "z": 8.0,
+    "split_gain": -0.05,
+    "split_se": 0.05,
+    "split_z": -1.0,
+}
+SPLIT_ONLY = {
+    "gain": 0.05,
+    "se": 0.025,
+    "z": 2.0,
+    "split_gain": 0.5,
+    "split_se": 0.1,
+    "split_z": 5.0,
+}
+
+
+@pytest.mark.parametrize(
+    "evidence, judged, kept",
+    [(STAGE_ONLY, (-0.05, 0.05, -1.0), False), (SPLIT_ONLY, (0.5, 0.1, 5.0), True)],
+)
+def test_the_controlled_gain_is_what_judges_a_split(evidence, judged, kept):
+    assert judged_evidence(evidence) == judged
+    assert judged_evidence({"gain": 0.1, "se": 0.05, "z": 2.0}) == (0.1, 0.05, 2.0)
+    for keys in ({"evidence_z": 3.0, "min_agreement": 0.5}, {"min_evidence_z": 3.0}):
+        m = manager(start_pots=2, heldout_stop=False, **keys)
+        feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+        agreement = 0.164 if "evidence_z" in keys else 0.9
+        feed(m, [0, 0, 7, 6, 5, 5, 5], usage=DRIFTED, agreement=agreement, evidence=evidence)
+        assert m.log[1]["action"] == ("accept" if kept else "reject")
+        assert m.log[1]["numbers"]["evidence"] == evidence
 
 
 def test_evidence_never_keeps_a_split_whose_new_pot_faded():

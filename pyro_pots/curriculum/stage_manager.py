@@ -12,12 +12,22 @@ from typing import Any, Dict, List, Optional, Tuple
 from pyro_pots.curriculum.decisions import Decision
 from pyro_pots.curriculum.manager_state import ManagerState
 
-__all__ = ["PARENT_RULES", "Decision", "StageManager"]
+__all__ = ["PARENT_RULES", "Decision", "StageManager", "judged_evidence"]
 
 #: How the parent of a new pot is chosen among the candidates: the least normal codes
 #: ("normality"), the largest total misfit ("recon": it explains its data worst), or the
 #: most data ("usage").
 PARENT_RULES = ("normality", "recon", "usage")
+
+
+def judged_evidence(evidence: Dict[str, float]) -> Tuple[float, float, float]:
+    """The ``(gain, se, z)`` a split is judged by: the gain controlled for the stage's
+    training (``split_gain``, ``split_se``, ``split_z``;
+    :func:`~pyro_pots.training.stage_scores.controlled_gain`) when the trainer measured
+    it, else the paired gain over all held-out rows (``gain``, ``se``, ``z``)."""
+    if "split_z" in evidence:
+        return evidence["split_gain"], evidence["split_se"], evidence["split_z"]
+    return evidence["gain"], evidence["se"], evidence["z"]
 
 
 class StageManager(ManagerState):
@@ -257,13 +267,12 @@ class StageManager(ManagerState):
         numbers.update(previous_best=previous, gain=gain)
         if agreement is not None:
             numbers.update(agreement=agreement, min_agreement=self.min_agreement)
+        ev_gain = ev_se = ev_z = None
         if evidence is not None:
             numbers.update(evidence=dict(evidence), evidence_z=self.evidence_z)
+            ev_gain, ev_se, ev_z = judged_evidence(evidence)
         proven = (
-            self.evidence_z > 0
-            and evidence is not None
-            and evidence["gain"] > 0
-            and evidence["z"] >= self.evidence_z
+            self.evidence_z > 0 and ev_z is not None and ev_gain > 0 and ev_z >= self.evidence_z
         )
         why = None
         if min(share, kept) < self.min_usage:
@@ -282,11 +291,11 @@ class StageManager(ManagerState):
                 numbers.update(drift_overridden=True)
         if why is None and self.min_evidence_z > 0 and evidence is not None:
             numbers.update(min_evidence_z=self.min_evidence_z)
-            if evidence["z"] < self.min_evidence_z:
+            if ev_z < self.min_evidence_z:
                 why = (
-                    f"the data did not support the split (held-out gain {evidence['gain']:.4f} "
-                    f"+- {evidence['se']:.4f} nats/row, z {evidence['z']:.2f} < "
-                    f"min_evidence_z {self.min_evidence_z})"
+                    f"the data did not support the split (held-out gain {ev_gain:.4f} "
+                    f"+- {ev_se:.4f} nats/row, z {ev_z:.2f} < min_evidence_z "
+                    f"{self.min_evidence_z})"
                 )
         if why is not None:
             exhausted = self.pending["attempt"] + 1 >= self.proposals
@@ -303,8 +312,8 @@ class StageManager(ManagerState):
         if numbers.get("drift_overridden"):
             reason = (
                 f"the split moved from its proposal (agreement {agreement:.3f}) but its "
-                f"held-out gain {evidence['gain']:.4f} +- {evidence['se']:.4f} nats/row is "
-                f"{evidence['z']:.1f} standard errors above zero (>= evidence_z "
+                f"held-out gain {ev_gain:.4f} +- {ev_se:.4f} nats/row is "
+                f"{ev_z:.1f} standard errors above zero (>= evidence_z "
                 f"{self.evidence_z})"
             )
         self._decide("accept", pot=new, parent=parent, numbers=dict(numbers), reason=reason)

@@ -347,6 +347,9 @@ class CurriculumTrainer(TrainerState):
                     "state": self.snapshot(),
                     "heldout_rows": heldout_rows,
                     "potts_rows": potts_rows,
+                    # the rows the split acts on: the controlled gain compares them with the rest
+                    "parent_rows": stage_scores.heldout_pots(self.vae, self.heldout_x)
+                    == decision.parent,
                 }
             self._split(decision.parent, decision.pot, decision.attempt, scores)
         if self.manager.pending is None:

@@ -80,6 +80,7 @@ DATASETS = {
     "breast cancer": ("{out}/breast_cancer.npz", ["model.likelihood=normal"]),
     "rings": ("{out}/rings_{seed}.npz", ["model.likelihood=normal"]),
     "shifted templates": ("{out}/shifted_{seed}.npz", []),
+    "nuisance": ("{out}/nuisance_{seed}.npz", ["model.likelihood=normal"]),
 }
 
 #: None: plain SVI with every pot open (see ``run_all_open``).
@@ -124,6 +125,9 @@ OURS = {
     ],
     "Potts evidence z>=2": ["curriculum.min_evidence_z=2"],
     "Potts evidence z>=2, 2x budget": ["curriculum.min_evidence_z=2", "train.max_epochs=1600"],
+    "whitened normality": [],
+    "whitened + codes first": ["curriculum.split_proposals=codes,two_means"],
+    "whitened + retry codes": ["curriculum.split_proposals=two_means,codes"],
     "Potts evidence z>=2 + spectral first": [
         "curriculum.min_evidence_z=2",
         "curriculum.split_proposals=spectral,two_means",
@@ -187,6 +191,30 @@ def write_shifted_templates(out: Path, seed: int, n: int = 1500, dim: int = 32) 
     x = np.clip(x + 0.05 * rng.standard_normal((n, dim)), 0, 1)
     partial = out / f"shifted_{seed}.{os.getpid()}.npz"  # runs side by side share --out
     np.savez(partial, X=x, y=labels)
+    partial.replace(path)
+
+
+def write_nuisance(out: Path, seed: int, n: int = 1500, dim: int = 12) -> None:
+    """Three Gaussian clusters (shares 0.5, 0.3, 0.2; unit spread, centres 5 apart in a
+    plane) beside one Gaussian nuisance direction of spread 5 and nine of spread 1, in a
+    random rotation of ``dim`` dimensions, scaled by one number (so the rotation stays), as
+    .npz: the widest direction is not where the clusters are, so 2-means cuts across all
+    three (k-means with K = 3 given: ARI ~0), while the clusters are 5 standard deviations
+    apart."""
+    path = out / f"nuisance_{seed}.npz"
+    if path.exists():
+        return
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    angle = np.array([0, 2 * np.pi / 3, 4 * np.pi / 3]) + rng.uniform(0, 2 * np.pi)
+    centres = 5.0 / np.sqrt(3) * np.c_[np.cos(angle), np.sin(angle)]  # an equilateral triangle
+    x = rng.standard_normal((n, dim))
+    x[:, :2] += centres[labels]
+    x[:, 2] *= 5.0
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    x = x @ basis.T
+    partial = out / f"nuisance_{seed}.{os.getpid()}.npz"  # runs side by side share --out
+    np.savez(partial, X=(x - x.mean(0)) / x.std(), y=labels)
     partial.replace(path)
 
 
@@ -452,6 +480,7 @@ def main() -> None:
     for seed in args.seeds:
         write_rings(out, seed)
         write_shifted_templates(out, seed)
+        write_nuisance(out, seed)
     table = [
         "| data | method | ACC | NMI | ARI | K-hat (k_eff) | mean max resp "
         "| mean max posterior | time s |",

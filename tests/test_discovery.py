@@ -12,6 +12,7 @@ from test_curriculum_parts import _trainer
 from pyro_pots import PotsVAE, pots_mask
 from pyro_pots.curriculum import Decision
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
+from pyro_pots.curriculum.normality import CRITICAL_1E4, split_normality, whitened
 from pyro_pots.curriculum.proposals import parse_proposals, propose
 from pyro_pots.training.stage_scores import controlled_gain, heldout_pots, paired_gain
 
@@ -84,6 +85,62 @@ def test_the_spectral_proposal_separates_rings_that_two_means_cuts_across():
     assert adjusted_rand_score(labels, spectral) == 1.0
     assert adjusted_rand_score(labels, straight) < 0.05
     assert (spectral == 1).sum() <= (spectral == 0).sum()  # the larger half stays
+
+
+def _beside_a_nuisance(n=600, seed=0):
+    """Two clusters 5 apart along one axis, beside a Gaussian nuisance direction with 5x
+    their spread: 2-means cuts along the nuisance, across both clusters."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    x[:, 0] += 5.0 * labels
+    x[:, 1] *= 5.0
+    rotation, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    return x @ rotation, labels.numpy()
+
+
+def test_whitened_codes_have_unit_covariance_and_drop_unused_directions():
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(500, 3, generator=g, dtype=torch.float64) * torch.tensor([4.0, 1.0, 0.05])
+    white = whitened(codes @ torch.linalg.qr(torch.randn(3, 3, generator=g).double())[0])
+    assert white.shape == (500, 2)  # the direction with 0.05 / 4 of the spread is dropped
+    assert torch.allclose(torch.cov(white.T), torch.eye(2, dtype=torch.float64), atol=1e-10)
+    assert whitened(torch.ones(10, 2)).shape == (10, 0)
+    assert split_normality(whitened(torch.ones(10, 2))) == 0.0
+
+
+def test_whitening_finds_clusters_a_wide_nuisance_direction_hides():
+    x, labels = _beside_a_nuisance()
+    assert split_normality(x) < CRITICAL_1E4  # along the nuisance: one Gaussian blob
+    assert adjusted_rand_score(labels, propose("two_means", x, 0)) < 0.05
+    assert split_normality(whitened(x)) > 10 * CRITICAL_1E4
+    # the statistic on whitened codes does not depend on their scale or orientation
+    a = torch.tensor([[2.0, 0.3, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 3.0]], dtype=torch.float64)
+    assert split_normality(whitened(x @ a)) == pytest.approx(split_normality(whitened(x)))
+    rows = torch.zeros(len(x), 5)  # what the rows are does not matter to this proposal
+    assert adjusted_rand_score(labels, propose("codes", rows, 0, codes=x)) > 0.95
+
+
+def test_the_codes_proposal_needs_the_rows_codes():
+    with pytest.raises(ValueError, match="latent codes of the same rows"):
+        propose("codes", torch.zeros(6, 2), 0)
+    with pytest.raises(ValueError, match="latent codes of the same rows"):
+        propose("codes", torch.zeros(6, 2), 0, codes=torch.zeros(5, 2))
+    assert parse_proposals("two_means,codes") == ("two_means", "codes")
+
+
+def test_a_codes_proposal_splits_the_parents_rows_by_their_codes():
+    t = _trainer(**{"curriculum.split_proposals": "codes"})
+    t.train_epoch()
+    ev = t.evaluate()
+    scores = ev["scores"]
+    t.manager.open.append(1)
+    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
+    t.act(Decision("unlock", 1, 1, pot=1, parent=0), scores, ev["heldout_rows"])
+    rows = (t.kick.targets != NO_TARGET).nonzero().squeeze(-1)
+    expected = propose("two_means", whitened(scores.codes[0][rows]), 1)
+    got = (t.kick.targets[rows] == 1).long().numpy()
+    assert len(rows) > 0 and adjusted_rand_score(expected, got) == 1.0
 
 
 def test_proposals_leave_too_few_distinct_rows_with_the_parent():

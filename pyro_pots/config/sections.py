@@ -231,8 +231,9 @@ class CurriculumConfig(Section):
         proposal_list(),
         "two_means",
         "the split proposals a parent gets in turn before it is marked as tried, comma "
-        "separated: ``two_means`` (2-means on its rows) and ``spectral`` (a bisection of "
-        "its rows' k-nearest-neighbour graph, which follows curved modes)",
+        "separated: ``two_means`` (2-means on its rows), ``spectral`` (a bisection of "
+        "its rows' k-nearest-neighbour graph, which follows curved modes) and ``codes`` "
+        "(2-means on its whitened latent codes, blind to a wide nuisance direction)",
     )
     neighbour_weight: float = key(
         number(0),

@@ -9,10 +9,14 @@ the next proposal of ``curriculum.split_proposals`` before it is marked as tried
 - ``spectral``: the sign of the Fiedler vector of a symmetric k-nearest-neighbour graph of
   the rows (a normalised-cut bisection): it follows connectivity, so it separates two
   curved or nested modes that no straight cut separates.
+- ``codes``: 2-means on the parent's latent codes, whitened
+  (:func:`~pyro_pots.curriculum.normality.whitened`): the model's own geometry, with every
+  direction at unit spread, so a wide Gaussian nuisance direction, along which 2-means on
+  the rows cuts, does not hide the modes.
 """
 
 import warnings
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +24,7 @@ from scipy.sparse.csgraph import laplacian
 from scipy.sparse.linalg import eigsh
 from sklearn.neighbors import kneighbors_graph
 
+from pyro_pots.curriculum.normality import whitened
 from pyro_pots.curriculum.split import two_means
 
 #: neighbours of each row in the ``spectral`` proposal's graph (fewer rows: all of them).
@@ -48,17 +53,38 @@ def spectral_bisection(rows: torch.Tensor, seed: int) -> np.ndarray:
     return two_means(torch.from_numpy(vectors[:, 1:2]), seed)
 
 
-#: proposal name -> function (rows, seed) -> labels in {0, 1}, 0 for the larger half.
+def whitened_two_means(codes: torch.Tensor, seed: int) -> np.ndarray:
+    """2-means on :func:`~pyro_pots.curriculum.normality.whitened` ``codes``: labels 0 (the
+    larger half, stays with the parent) and 1. Codes that do not vary: all stay."""
+    white = whitened(codes)
+    if white.shape[1] == 0:
+        return np.zeros(len(codes), dtype=np.int64)
+    return two_means(white, seed)
+
+
+#: proposal name -> function (data, seed) -> labels in {0, 1}, 0 for the larger half.
 PROPOSALS: Dict[str, Callable[[torch.Tensor, int], np.ndarray]] = {
     "two_means": two_means,
     "spectral": spectral_bisection,
+    "codes": whitened_two_means,
 }
 
+#: the proposals that read the parent's latent codes; the others read its rows.
+ON_CODES = frozenset({"codes"})
 
-def propose(method: str, rows: torch.Tensor, seed: int) -> np.ndarray:
-    """The two-way partition of ``rows`` by ``method`` (a key of :data:`PROPOSALS`)."""
+
+def propose(
+    method: str, rows: torch.Tensor, seed: int, codes: Optional[torch.Tensor] = None
+) -> np.ndarray:
+    """The two-way partition of a parent's ``rows`` (or, for the proposals in
+    :data:`ON_CODES`, of the same rows' latent ``codes``) by ``method``, a key of
+    :data:`PROPOSALS`."""
     if method not in PROPOSALS:
         raise ValueError(f"unknown split proposal {method!r}; one of {sorted(PROPOSALS)}")
+    if method in ON_CODES:
+        if codes is None or len(codes) != len(rows):
+            raise ValueError(f"the {method!r} proposal needs the latent codes of the same rows")
+        return PROPOSALS[method](codes, seed)
     return PROPOSALS[method](rows, seed)
 
 

@@ -374,8 +374,10 @@ class CurriculumTrainer(TrainerState):
         def targets() -> torch.Tensor:
             rows = stage_scores.rows_of_pot(scores, parent)
             rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
+            codes = scores.codes[scores.pots.tolist().index(parent)][rows.to(scores.codes.device)]
             method = self.proposals[attempt]
-            halves = torch.as_tensor(propose(method, self.train_x[rows.to(self.device)], new))
+            data = self.train_x[rows.to(self.device)]
+            halves = torch.as_tensor(propose(method, data, new, codes))
             result = torch.full_like(self.kick.targets, NO_TARGET)
             result[rows] = torch.where(halves == 1, new, parent)
             return result

@@ -7,7 +7,8 @@ from typing import Any, Dict, Optional
 class ManagerState:
     """:meth:`state_dict` and :meth:`load_state_dict` of the
     :class:`~pyro_pots.curriculum.StageManager` (its base class): the attributes named in
-    ``_STATE``, copied so that later mutation of one side cannot change the other."""
+    ``_STATE``, copied so that later mutation of one side cannot change the other, and
+    those named in ``_OPTIONAL_STATE`` when they hold something."""
 
     num_pots: int
     proposals: int
@@ -28,15 +29,24 @@ class ManagerState:
         "stop_reason",
         "log",
     )
+    #: attributes saved only when not empty, and read as empty from a state without them:
+    #: a state written before they existed loads, and one that never set them is as it was
+    #: (the resume check compares a checkpoint's layout with a fresh trainer's).
+    _OPTIONAL_STATE = ("protected",)
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to resume exactly (plain Python values and the snapshot)."""
-        return {name: _copy(getattr(self, name)) for name in self._STATE}
+        state = {name: _copy(getattr(self, name)) for name in self._STATE}
+        for name in self._OPTIONAL_STATE:
+            if getattr(self, name):
+                state[name] = _copy(getattr(self, name))
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output exactly, after checking that it is one: the
         open pots are distinct ids below ``num_pots``, the kick countdown is a count, and
-        a pending split names an open pot, its parent and its proposal."""
+        a pending split names an open pot, its parent and its proposal, and the protected
+        pots (none when the state has no ``protected``) are distinct pot ids."""
         missing = [name for name in self._STATE if name not in state]
         if missing:
             raise ValueError(f"stage-manager state lacks {missing}")
@@ -45,6 +55,8 @@ class ManagerState:
             raise ValueError(f"stage-manager state: {problem}")
         for name in self._STATE:
             setattr(self, name, _copy(state[name]))
+        for name in self._OPTIONAL_STATE:
+            setattr(self, name, _copy(state.get(name, [])))
 
 
 def _is_count(value: Any, high: int) -> bool:
@@ -60,6 +72,11 @@ def _state_problem(state: Dict[str, Any], num_pots: int, proposals: int) -> Opti
         return f"open holds ids outside 0..{num_pots - 1}"
     if not _is_count(state["kick_remaining"], 2**31):
         return "kick_remaining must be a count"
+    protected = state.get("protected", [])
+    if not isinstance(protected, list) or len(set(map(repr, protected))) != len(protected):
+        return "protected must be a list of distinct pot ids"
+    if not all(_is_count(pot, num_pots) for pot in protected):
+        return f"protected holds ids outside 0..{num_pots - 1}"
     pending = state["pending"]
     if pending is None:
         return None

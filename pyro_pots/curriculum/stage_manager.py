@@ -6,7 +6,7 @@ and reports numbers back.
 """
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 from pyro_pots.curriculum.decisions import Decision
@@ -156,6 +156,7 @@ class StageManager(ManagerState):
         self.kick_remaining = 0
         self.pending: Optional[Dict[str, Any]] = None  # the unlock under evaluation
         self.tried: List[int] = []  # parents whose split faded since the last accepted one
+        self.protected: List[int] = []  # pots never chosen as a parent (see protect)
         self.stopped = False
         self.stop_reason = ""
         self.log: List[Dict[str, Any]] = []
@@ -219,6 +220,56 @@ class StageManager(ManagerState):
         self.stage_epochs, self.smoothed, self.stage_best, self.since_best = 0, None, math.inf, 0
         reason = "new data: the open pots stay and the curriculum may open more"
         return self._decide("grow", numbers=numbers, reason=reason)
+
+    def protect(self, pots) -> List[int]:
+        """Keep the open ``pots`` out of the split candidates from now on: the plateau rule
+        never chooses one as a parent (however large or non-normal it is); :meth:`open_pot`
+        still may. A protected pot that is pruned is let go (its id may reopen as a new
+        pot). Returns the protected pots; saved in :meth:`state_dict`, and recorded as
+        ``protected`` in the numbers of each later ``unlock``."""
+        pots = [int(pot) for pot in pots]
+        closed = [pot for pot in pots if pot not in self.open]
+        if closed:
+            raise ValueError(f"only open pots can be protected, not {closed}")
+        self.protected = sorted(set(self.protected) | set(pots))
+        return list(self.protected)
+
+    def unprotect(self, pots) -> List[int]:
+        """Let ``pots`` be split candidates again. Returns the pots still protected."""
+        gone = {int(pot) for pot in pots}
+        self.protected = [pot for pot in self.protected if pot not in gone]
+        return list(self.protected)
+
+    def open_pot(
+        self,
+        parent: int,
+        reason: str,
+        usage: Dict[int, float],
+        misfit: Dict[int, float],
+        normality: Optional[Dict[int, float]] = None,
+        numbers: Optional[Dict[str, Any]] = None,
+    ) -> Decision:
+        """Open the next closed pot now, split from ``parent`` by its first proposal,
+        outside the plateau rule (a protected parent too): a new stage starts with the kick,
+        and the split is judged at its end like any other (a rejected one is undone and the
+        curriculum goes on by its own rule, from ``usage``, ``misfit`` and ``normality``,
+        the numbers the candidates are then chosen by). Logged as ``unlock`` with
+        ``reason`` and the usual numbers plus ``numbers``; returns that decision."""
+        if self.stopped:
+            raise RuntimeError("the curriculum has stopped; no pot can be opened")
+        if self.pending is not None:
+            raise ValueError(f"the split of pot {self.pending['pot']} is not judged yet")
+        if parent not in self.open:
+            raise ValueError(f"the parent {parent} is not an open pot (open: {self.open})")
+        if len(self.open) >= self.num_pots:
+            raise ValueError(f"every pot is open ({self.num_pots})")
+        if not reason:
+            raise ValueError("a pot opened outside the plateau rule needs its reason")
+        decision = self._unlock(usage, misfit, normality or {}, {}, retry=(parent, 0))
+        extra = dict(numbers or {})
+        decision = replace(decision, reason=reason, numbers={**decision.numbers, **extra})
+        self.log[-1] = asdict(decision)
+        return decision
 
     # -- internals -------------------------------------------------------------------
     def _track(self, loss: float) -> None:
@@ -331,15 +382,20 @@ class StageManager(ManagerState):
         """Open the next closed pot, split from the best candidate parent by its first
         proposal, or from ``retry = (parent, attempt)`` by that proposal."""
         score = {"normality": normality, "recon": misfit, "usage": usage}[self.parent_rule]
-        candidates = [k for k in self.open if k not in self.tried]
+        self.protected = [k for k in self.protected if k in self.open]  # the pruned go
+        candidates = [k for k in self.open if k not in self.tried and k not in self.protected]
         if self.normality_critical > 0:
             candidates = [k for k in candidates if normality.get(k, 0.0) > self.normality_critical]
         numbers = {**numbers, "normality": dict(normality), "tried": list(self.tried)}
+        if self.protected:
+            numbers["protected"] = list(self.protected)
         if not candidates and retry is None:
             why = (
                 "no pot left to split: every open pot's codes look like one Gaussian blob "
                 f"(normality <= {self.normality_critical}) or its split faded"
             )
+            if self.protected:
+                why += f", or it is protected ({self.protected})"
             return self._finish(why, numbers, restore=restore)
         if retry is None:
             parent, attempt = max(candidates, key=lambda k: score.get(k, -math.inf)), 0

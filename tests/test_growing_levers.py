@@ -1,11 +1,16 @@
 """The ``grow`` section's levers (``fit --resume-from``): frozen old pots stay bit-identical,
-replayed rows come from the old pots (or the old run's rows), and the seeded pot takes the
-new rows no old pot explains."""
+replayed rows come from the old pots (or the old run's rows), the seeded pot takes the
+new rows no old pot explains, and the stage manager's protected pots (``split_old_pots``)
+are never split, also after a resume."""
 
 import json
+import random
+from dataclasses import asdict
 
+import pytest
 import torch
 from test_cli_and_examples import TINY
+from test_stage_manager import feed, manager
 
 from pyro_pots import run_dir
 from pyro_pots.cli import main
@@ -14,8 +19,9 @@ from pyro_pots.curriculum.kick import NO_TARGET
 from pyro_pots.curriculum.replay import generative_rows, old_weights, reservoir_rows
 from pyro_pots.data import load_data
 from pyro_pots.model import PotsVAE
-from pyro_pots.training.growing import grow_from
-from pyro_pots.training.growth_levers import keep_old_pots_whole, poorly_explained
+from pyro_pots.storage.checkpoints import load_trainer_state
+from pyro_pots.training.growing import grow_from, restore_levers
+from pyro_pots.training.growth_levers import poorly_explained
 from pyro_pots.training.trainer import CurriculumTrainer
 
 OLD = "synthetic:k=2,d=8,n=240,seed=3"
@@ -156,14 +162,221 @@ def test_reservoir_rows_are_a_sample_without_repeats():
     assert len(reservoir_rows(rows, 30, torch.Generator().manual_seed(1))) == 10
 
 
-def test_old_pots_whole_keeps_them_out_of_the_split_candidates():
-    cfg = load_config(None, _overrides("train.max_epochs=1"))
+# -- protected pots and open_pot (the stage manager's side of the levers) ---------------
+SKEWED = dict(
+    usage={0: 0.8, 1: 0.1, 2: 0.1},
+    misfit={0: 100.0, 1: 1.0, 2: 2.0},
+    normality={0: 50.0, 1: 3.0, 2: 2.0},
+)
+PLATEAU = [10, 9, 8, 8, 8]
+
+
+@pytest.mark.parametrize("rule", ["normality", "recon", "usage"])
+def test_a_protected_pot_is_never_a_parent_however_large_and_non_normal(rule):
+    free = manager(start_pots=3, parent_rule=rule, normality_critical=1.0)
+    d, _ = feed(free, PLATEAU, **SKEWED)
+    assert (d.action, d.parent) == ("unlock", 0)  # the control: pot 0 wins every rule
+    assert "protected" not in d.numbers
+    kept = manager(start_pots=3, parent_rule=rule, normality_critical=1.0)
+    assert kept.protect([0]) == [0]
+    d, _ = feed(kept, PLATEAU, **SKEWED)
+    assert d.action == "unlock" and d.parent in (1, 2) and d.pot == 3
+    assert d.numbers["protected"] == [0] and kept.log[-1]["numbers"]["protected"] == [0]
+
+
+def test_when_every_pot_is_protected_the_curriculum_stops_and_says_why():
+    m = manager(start_pots=2, parent_rule="usage")
+    m.protect([1, 0])
+    assert m.protected == [0, 1]
+    d, _ = feed(m, PLATEAU)
+    assert d.action == "stop" and "protected ([0, 1])" in d.reason and m.stopped
+    assert d.numbers["protected"] == [0, 1]
+
+
+def test_protect_takes_open_pots_only_and_unprotect_lets_them_go():
+    m = manager(start_pots=2)
+    with pytest.raises(ValueError, match="only open pots"):
+        m.protect([0, 3])
+    assert m.protected == []
+    m.protect([0, 1])
+    assert m.unprotect([0]) == [1] and m.unprotect([1]) == []
+
+
+def test_a_pruned_protected_pot_is_let_go_and_its_id_reopens_unprotected():
+    m = manager(start_pots=3, parent_rule="usage", heldout_stop=False)
+    m.protect([0, 1])
+    usage = {0: 0.0, 1: 0.5, 2: 0.5}  # pot 0 lost its data
+    d, _ = feed(m, PLATEAU, usage=usage, misfit={0: 0.0, 1: 0.0, 2: 0.0})
+    assert [e["action"] for e in m.log] == ["prune", "unlock"]
+    assert (d.pot, d.parent) == (0, 2)  # the lowest closed id, split from the only candidate
+    assert m.protected == [1] and d.numbers["protected"] == [1]
+
+
+def test_protection_round_trips_through_the_state_dict():
+    m = manager(start_pots=3, parent_rule="normality", normality_critical=1.0)
+    assert "protected" not in m.state_dict()  # an unprotected manager saves what it did
+    m.protect([0])
+    state = m.state_dict()
+    assert state["protected"] == [0]
+    loaded = manager(start_pots=1, parent_rule="normality", normality_critical=1.0)
+    loaded.load_state_dict(state)
+    assert loaded.protected == [0]
+    loaded.protected.append(2)  # a copy: the saved state does not change
+    assert state["protected"] == [0]
+    loaded.unprotect([2])
+    a, _ = feed(m, PLATEAU, **SKEWED)
+    b, _ = feed(loaded, PLATEAU, **SKEWED)
+    assert asdict(a) == asdict(b) and a.parent == 1
+
+
+def test_a_state_without_protection_loads_as_none_and_bad_ones_are_refused():
+    m = manager(start_pots=2)
+    m.protect([1])
+    old = {k: v for k, v in m.state_dict().items() if k != "protected"}  # before the key
+    fresh = manager()
+    fresh.protect([0])
+    fresh.load_state_dict(old)
+    assert fresh.protected == []
+    for bad, needle in (([5], "outside"), ([1, 1], "distinct"), ("1", "list"), ([True], "out")):
+        with pytest.raises(ValueError, match=needle):
+            manager().load_state_dict({**old, "protected": bad})
+
+
+def test_open_pot_opens_for_the_given_parent_and_logs_its_reason_and_numbers():
+    m = manager(num_pots=5, start_pots=3, parent_rule="normality", normality_critical=1.0)
+    m.protect([0, 1])
+    d = m.open_pot(0, "grow: seed it", **SKEWED, numbers={"seeded_rows": 7})
+    assert (d.action, d.pot, d.parent, d.attempt, d.reason) == ("unlock", 3, 0, 0, "grow: seed it")
+    assert m.log[-1] == asdict(d) and len(m.log) == 1
+    numbers = d.numbers
+    assert numbers["seeded_rows"] == 7 and numbers["parent_score"] == 50.0
+    assert numbers["normality"] == SKEWED["normality"] and numbers["protected"] == [0, 1]
+    assert m.open == [0, 1, 2, 3] and m.stage == 1 and m.kick_remaining == 2
+    assert (m.pending["pot"], m.pending["parent"], m.pending["attempt"]) == (3, 0, 0)
+    assert m.pending["scores"]["usage"] == SKEWED["usage"]
+    with pytest.raises(ValueError, match="not judged yet"):
+        m.open_pot(2, "again", **SKEWED)
+    # the seed fades: it is undone and the curriculum goes on by its own rule, which
+    # skips the protected pots (and the parent that was tried)
+    faded = {0: 0.5, 1: 0.2, 2: 0.3, 3: 0.0}
+    d, _ = feed(m, [0, 0, *PLATEAU], usage=faded, misfit=SKEWED["misfit"])
+    assert [e["action"] for e in m.log[1:]] == ["reject", "unlock"]
+    assert (d.pot, d.parent) == (3, 2) and m.tried == [0]
+
+
+def test_open_pot_refuses_what_it_cannot_do():
+    m = manager(start_pots=2)
+    for parent, reason, error, needle in (
+        (3, "why", ValueError, "not an open pot"),
+        (0, "", ValueError, "reason"),
+    ):
+        with pytest.raises(error, match=needle):
+            m.open_pot(parent, reason, {0: 1.0}, {0: 1.0})
+    full = manager(num_pots=2, start_pots=2)
+    with pytest.raises(ValueError, match="every pot is open"):
+        full.open_pot(0, "why", {0: 1.0}, {0: 1.0})
+    m.stop("budget")
+    with pytest.raises(RuntimeError, match="stopped"):
+        m.open_pot(0, "why", {0: 1.0}, {0: 1.0})
+    assert [e["action"] for e in m.log] == ["stop"]
+
+
+@pytest.mark.parametrize("rule", ["normality", "recon", "usage"])
+def test_protection_decides_as_reading_the_protected_normality_as_zero(rule):
+    """The lever as it was before protection existed (the observe wrapper read the old
+    pots' normality as 0) and protection decide the same, pruning included, when the
+    normality test is on; only the recorded normality differs (the real statistic now)."""
+
+    def run(protect: bool):
+        m = manager(num_pots=8, start_pots=3, parent_rule=rule, normality_critical=1.0)
+        m.heldout_stop = False
+        whole = {0, 1}
+        if protect:
+            m.protect(whole)
+        seen, rng = 0, random.Random(7)
+        for epoch in range(150):
+            if m.stopped:
+                break
+            usage = {k: (0.0 if k == 1 and 20 <= epoch < 24 else 1.0) for k in m.open}
+            total = sum(usage.values())
+            usage = {k: v / total for k, v in usage.items()}
+            misfit = {k: rng.uniform(0, 10) for k in m.open}
+            normality = {k: rng.uniform(0, 3) for k in m.open}
+            if not protect:  # the old wrapper: a pruned pot is let go
+                whole -= {e["pot"] for e in m.log[seen:] if e["action"] == "prune"}
+                seen = len(m.log)
+                normality = {k: (0.0 if k in whole else v) for k, v in normality.items()}
+            m.observe(10.0 - 0.01 * epoch, usage, misfit, normality)
+        return [(e["action"], e["epoch"], e["pot"], e["parent"]) for e in m.log]
+
+    old, new = run(False), run(True)
+    assert old == new
+    assert ("prune", 23, 1, None) in new and ("unlock", 23, 1, 2) in new  # 1 reopens
+    assert sum(a == "accept" for a, *_ in new) >= 5
+
+
+# -- a grown run resumed keeps its levers --------------------------------------------
+def _grow(tmp_path, name, epochs, *sets):
+    old = tmp_path / "old"
+    if not old.exists():
+        sets_old = ["--set", "train.max_epochs=12", "--set", "model.num_pots=4"]
+        assert main(["fit", "--out", str(old), *TINY, *sets_old]) == 0
+    out = tmp_path / name
+    argv = ["fit", "--resume-from", str(old), "--out", str(out), "--data", NEW, "--quiet"]
+    extra = [arg for pair in sets for arg in ("--set", pair)]
+    assert main([*argv, "--set", f"train.max_epochs={epochs}", *extra]) == 0
+    return old, out
+
+
+def test_a_resumed_grown_run_keeps_its_protected_pots_and_its_seed(tmp_path):
+    levers = (
+        "grow.split_old_pots=false",
+        "grow.seed_new_pot=true",
+        "grow.seed_min_share=0",
+        "curriculum.normality_critical=0",  # protection needs no normality test
+    )
+    old, straight = _grow(tmp_path, "straight", 30, *levers)
+    _, cut = _grow(tmp_path, "cut", 2, *levers)  # cut during the seed's kick
+    state = run_dir.load_checkpoint(cut)["trainer"]
+    old_pots = run_dir.load_checkpoint(old)["trainer"]["manager"]["open"]
+    assert state["manager"]["protected"] == sorted(old_pots)
+    assert state["manager"]["pending"]["parent"] in old_pots  # the seed, not yet judged
+    total = f"train.max_epochs={state['epoch'] + 28}"
+    assert main(["fit", "--out", str(cut), "--resume", "--quiet", "--set", total]) == 0
+    log = json.loads((cut / "stages.json").read_text())
+    assert log == json.loads((straight / "stages.json").read_text())  # as if never cut
+    grow = next(i for i, e in enumerate(log) if e["action"] == "grow")
+    assert log[grow + 1]["reason"].startswith("grow: seed pot")
+    for entry in log[grow + 2 :]:  # the curriculum's own choices skip the old pots
+        assert entry["action"] != "unlock" or entry["parent"] not in old_pots
+    assert log[-1]["action"] == "stop"  # with the old pots still protected after the resume
+    assert f"or it is protected ({sorted(old_pots)})" in log[-1]["reason"]
+
+
+def test_restore_levers_freezes_the_old_pots_of_a_resumed_grown_run_again(tmp_path):
+    old, grown = _grow(tmp_path, "grown", 4, "grow.freeze_old_pots=true")
+    state = run_dir.load_checkpoint(grown)["trainer"]
+    more = [f"train.max_epochs={state['epoch'] + 6}"]
+    cfg = load_config(grown / run_dir.CONFIG, more)
+    data = load_data(cfg.data.spec)
+    train, held = data.split(cfg.data.heldout_fraction, cfg.data.seed)
+    rows = torch.from_numpy(train.X), torch.from_numpy(held.X)
+    trainer = CurriculumTrainer.from_config(cfg, *rows)
+    load_trainer_state(trainer, state, grown / run_dir.CHECKPOINT, train.n_rows)
+    frozen = restore_levers(trainer)
+    grow = next(e for e in trainer.manager.log if e["action"] == "grow")
+    assert frozen and frozen == grow["numbers"]["frozen"] and trainer.frozen_pots.pots == frozen
+    trainer.run()
+    assert trainer.epoch > state["epoch"]
+    before = run_dir.load_checkpoint(old)["trainer"]["vae"]
+    after = trainer.vae.state_dict()
+    pruned = {e["pot"] for e in trainer.manager.log if e["action"] == "prune"}
+    kept = [pot for pot in frozen if pot not in pruned]
+    for name in FROZEN:
+        assert torch.equal(before[name][kept], after[name][kept]), name
+
+
+def test_restore_levers_leaves_a_run_without_frozen_pots_alone():
     x = _old_rows()
-    trainer = CurriculumTrainer.from_config(cfg, x, x[:0])
-    manager = trainer.manager
-    manager.open = [0, 1]
-    whole = keep_old_pots_whole(trainer, [0])
-    assert manager.observe is whole
-    assert whole.filter({0: 5.0, 1: 5.0}) == {0: 0.0, 1: 5.0}
-    manager.log.append({"action": "prune", "pot": 0})  # a pruned pot is let go
-    assert whole.filter({0: 5.0, 1: 5.0}) == {0: 5.0, 1: 5.0}
+    trainer = _fitted(x, epochs=2)
+    assert restore_levers(trainer) == [] and not hasattr(trainer, "frozen_pots")

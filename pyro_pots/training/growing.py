@@ -6,7 +6,7 @@ the ``grow`` section's levers applied (replay, a seeded pot, frozen old pots;
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -99,13 +99,36 @@ def grow_from(
     if not g.split_old_pots:
         numbers["whole"] = list(old_pots)
     decision = trainer.manager.grow(numbers)
-    whole = keep_old_pots_whole(trainer, old_pots) if not g.split_old_pots else None
+    trainer.manager.unprotect(trainer.manager.protected)  # an earlier growth's levers end
+    if not g.split_old_pots:
+        keep_old_pots_whole(trainer, old_pots)
     if poor is not None and poor.share >= g.seed_min_share:
-        seed_pot(trainer, poor, whole)
+        seed_pot(trainer, poor)
     if g.freeze_old_pots:
         freeze_pots(trainer, old_pots)
     trainer._clean = trainer.snapshot()
     return decision
+
+
+def restore_levers(trainer: CurriculumTrainer) -> List[int]:
+    """Set again, on a grown run loaded from its checkpoint (``fit --resume``), the lever
+    that lives outside the trainer's state: the frozen pots (the last ``grow`` decision's
+    ``frozen``, less the pots pruned since), held at their values in the checkpoint, which
+    are their values when growth started (they are written back after every step). The
+    other levers need nothing here: the protected pots (``split_old_pots=false``) and a
+    seeded pot's pending split are in the stage manager's state, and replayed rows cannot
+    come back (the run's data are the new rows alone; the resume is refused). Returns the
+    pots frozen again (none for a run that was not grown with ``freeze_old_pots``)."""
+    log = trainer.manager.log
+    grows = [i for i, entry in enumerate(log) if entry["action"] == "grow"]
+    if not grows:
+        return []
+    frozen = log[grows[-1]]["numbers"].get("frozen", [])
+    pruned = {entry["pot"] for entry in log[grows[-1] + 1 :] if entry["action"] == "prune"}
+    pots = [pot for pot in frozen if pot not in pruned]
+    if pots:
+        freeze_pots(trainer, pots)
+    return pots
 
 
 def grow(trainer: CurriculumTrainer, state: Dict[str, Any], where: Path) -> None:

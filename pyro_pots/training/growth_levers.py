@@ -6,6 +6,8 @@ The levers of growing a fitted run on new data (config section ``grow``, applied
   back after every optimizer step, so Adam's momentum cannot move them either);
 - :func:`set_training_rows`: the training rows replaced (new rows plus replayed old ones),
   with the kick and the neighbour graph rebuilt on them;
+- :func:`keep_old_pots_whole`: the old pots are protected in the stage manager, never a
+  split candidate;
 - :func:`poorly_explained` and :func:`seed_pot`: the new rows whose misfit in their pot is
   above what the pot's own old rows reach (CURL's expansion buffer) seed a new pot, kicked
   and then judged like any split (a seed that fades is undone, and the curriculum goes on
@@ -72,39 +74,12 @@ def freeze_pots(trainer, pots) -> FrozenPots:
     return frozen
 
 
-class OldPotsWhole:
-    """Keeps the old pots out of the split candidates: wraps the stage manager's
-    ``observe`` so that their normality statistic reads 0 (below any critical value). A
-    pot the curriculum prunes is let go, as in :class:`FrozenPots`."""
-
-    def __init__(self, manager, pots) -> None:
-        self.manager = manager
-        self.seen = len(manager.log)
-        self.pots = {int(p) for p in pots}
-        self.observe = manager.observe
-        manager.observe = self
-
-    def filter(self, normality: Optional[Dict[int, float]]) -> Optional[Dict[int, float]]:
-        log = self.manager.log
-        for entry in log[self.seen :]:
-            if entry["action"] == "prune":
-                self.pots.discard(entry["pot"])
-        self.seen = len(log)
-        if normality is None:
-            return None
-        return {k: (0.0 if int(k) in self.pots else v) for k, v in normality.items()}
-
-    def __call__(self, loss, usage, misfit, normality=None, agreement=None, evidence=None):
-        normality = self.filter(normality)
-        return self.observe(loss, usage, misfit, normality, agreement, evidence)
-
-
-def keep_old_pots_whole(trainer, pots) -> OldPotsWhole:
-    """Only pots opened during growth may be split from now on (the old ``pots`` are never
-    a split candidate; needs ``curriculum.normality_critical > 0``)."""
-    guard = OldPotsWhole(trainer.manager, pots)
-    trainer.old_pots_whole = guard
-    return guard
+def keep_old_pots_whole(trainer, pots) -> List[int]:
+    """Only pots opened during growth may be split from now on: the old ``pots`` are
+    protected in the stage manager (:meth:`~pyro_pots.curriculum.StageManager.protect`;
+    kept in its checkpointed state, so a resumed run keeps them whole too). Returns the
+    protected pots."""
+    return trainer.manager.protect(pots)
 
 
 def set_training_rows(trainer, rows: torch.Tensor) -> None:
@@ -182,28 +157,30 @@ def poorly_explained(
     return PoorRows(new_misfit > limit, new_pots, new_misfit, threshold, quantile)
 
 
-def seed_pot(trainer, poor: PoorRows, whole: Optional[OldPotsWhole] = None) -> Optional[int]:
+def seed_pot(trainer, poor: PoorRows) -> Optional[int]:
     """Open a pot for the poorly explained rows (the first kick of the growth): a copy of
     the old pot that holds most of them (or a fresh one: ``curriculum.new_pot_init``),
     kicked to take those rows while the rest of that pot's rows stay, then judged at the
-    stage end like any split (``whole``: the old pots are no candidates should it be
-    undone). Returns the new pot, or None when every pot is open."""
+    stage end like any split (:meth:`~pyro_pots.curriculum.StageManager.open_pot`; should
+    it be undone, the protected pots are no candidates). Returns the new pot, or None when
+    every pot is open."""
     manager = trainer.manager
     if len(manager.open) >= manager.num_pots or not poor.mask.any():
         return None
     parent = int(poor.pots[poor.mask].mode().values)
     ev = trainer.evaluate(full=False)
     end = trainer.stage_end_scores(ev["heldout_rows"])  # what a retry of a rejected seed needs
-    normality = whole.filter(end["normality"]) if whole is not None else end["normality"]
-    decision = manager._unlock(ev["usage"], end["misfit"], normality, {}, retry=(parent, 0))
-    new = decision.pot
-    entry = manager.log[-1]
-    entry["reason"] = (
-        f"grow: seed pot {new} from the {int(poor.mask.sum())} new rows no old pot explains "
+    rows = int(poor.mask.sum())
+    new = min(set(range(manager.num_pots)) - set(manager.open))
+    reason = (
+        f"grow: seed pot {new} from the {rows} new rows no old pot explains "
         f"(misfit above their pot's {poor.quantile} quantile on its old rows), copied from "
         f"pot {parent}, which holds most of them"
     )
-    entry["numbers"]["seeded_rows"] = int(poor.mask.sum())
+    scores = (ev["usage"], end["misfit"], end["normality"])
+    decision = manager.open_pot(parent, reason, *scores, numbers={"seeded_rows": rows})
+    if decision.pot != new:
+        raise RuntimeError(f"the stage manager opened pot {decision.pot}, not {new}")
     trainer.pre_split = {"state": trainer.snapshot(), "heldout_rows": ev["heldout_rows"]}
     c = trainer.cfg.curriculum
     gen = torch.Generator().manual_seed(trainer.cfg.train.seed + 1000 + new)

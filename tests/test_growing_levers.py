@@ -376,6 +376,22 @@ def test_restore_levers_freezes_the_old_pots_of_a_resumed_grown_run_again(tmp_pa
         assert torch.equal(before[name][kept], after[name][kept]), name
 
 
+def test_fit_resume_keeps_a_grown_runs_old_pots_frozen(tmp_path):
+    old, grown = _grow(tmp_path, "grown", 4, "grow.freeze_old_pots=true")
+    state = run_dir.load_checkpoint(grown)["trainer"]
+    total = f"train.max_epochs={state['epoch'] + 6}"
+    assert main(["fit", "--out", str(grown), "--resume", "--quiet", "--set", total]) == 0
+    log = json.loads((grown / "stages.json").read_text())
+    frozen = next(e for e in log if e["action"] == "grow")["numbers"]["frozen"]
+    pruned = {e["pot"] for e in log if e["action"] == "prune"}
+    kept = [pot for pot in frozen if pot not in pruned]
+    before = run_dir.load_checkpoint(old)["trainer"]["vae"]
+    after = run_dir.load_checkpoint(grown)["trainer"]["vae"]
+    assert kept and run_dir.load_checkpoint(grown)["trainer"]["epoch"] > state["epoch"]
+    for name in FROZEN:
+        assert torch.equal(before[name][kept], after[name][kept]), name
+
+
 def test_restore_levers_leaves_a_run_without_frozen_pots_alone():
     x = _old_rows()
     trainer = _fitted(x, epochs=2)

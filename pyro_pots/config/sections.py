@@ -376,8 +376,8 @@ class GrowConfig(Section):
         flag(),
         True,
         "whether the curriculum may split the old pots during growth; false: only pots "
-        "opened during growth are split candidates (their normality statistic is read as "
-        "0, so this needs curriculum.normality_critical > 0)",
+        "opened during growth are split candidates (the old pots are protected in the stage "
+        "manager, and stay so through fit --resume)",
     )
     seed_quantile: float = key(
         number(0.5, 1, high_open=True),

@@ -21,7 +21,7 @@ from pyro_pots.model import PotsVAE
 from pyro_pots.storage import RunStaging, fingerprint
 from pyro_pots.storage.checkpoints import check_header, load_trainer_state
 from pyro_pots.training import distributed
-from pyro_pots.training.growing import check_grow_paths, grow, grown_run
+from pyro_pots.training.growing import check_grow_paths, grow, grown_run, restore_levers
 from pyro_pots.training.guard import NonFiniteGuard, finite, steps_per_epoch
 from pyro_pots.training.interrupts import (
     STOP_SIGNALS,
@@ -218,6 +218,7 @@ def _fit(
     trainer = new_trainer(cfg, torch.from_numpy(train.X), torch.from_numpy(held.X))
     if checkpoint is not None:
         load_trainer_state(trainer, checkpoint["trainer"], out / run_dir.CHECKPOINT, train.n_rows)
+        restore_levers(trainer)  # a grown run's frozen pots stay frozen
     if grown is not None:
         grow(trainer, grown["trainer"], Path(grow_from) / run_dir.CHECKPOINT)
     state["epoch"] = trainer.epoch

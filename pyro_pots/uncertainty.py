@@ -257,6 +257,17 @@ def saturated_misfit(vae: PotsVAE, x: torch.Tensor) -> torch.Tensor:
     return -(torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(-1)
 
 
+def _rows_by_pot(assign: torch.Tensor, reference: List[torch.Tensor], fewest: int):
+    """For each pot (column index ``j``) that has rows: the indices of its rows in
+    ``assign`` and its reference rows, or every pot's reference rows when it has fewer than
+    ``fewest``."""
+    everything = torch.cat(reference) if reference else None
+    for j, ref in enumerate(reference):
+        mine = (assign == j).nonzero().squeeze(-1)
+        if len(mine):
+            yield mine, (ref if len(ref) >= fewest else everything)
+
+
 @torch.no_grad()
 def pot_distances(
     rows: torch.Tensor, assign: torch.Tensor, reference: List[torch.Tensor], k: int, own: bool
@@ -269,12 +280,7 @@ def pot_distances(
     is compared with every reference row).
     """
     out = rows.new_zeros(len(rows), dtype=torch.float64)
-    everything = torch.cat(reference) if reference else rows[:0]
-    for j, ref in enumerate(reference):
-        mine = (assign == j).nonzero().squeeze(-1)
-        if len(mine) == 0:
-            continue
-        ref = ref if len(ref) > int(own) else everything
+    for mine, ref in _rows_by_pot(assign, reference, fewest=1 + int(own)):
         kk = min(k + int(own), len(ref))
         for chunk in mine.split(_DISTANCE_ROWS):
             dist = torch.cdist(rows[chunk].double(), ref.double())
@@ -298,12 +304,8 @@ def pot_distance_ratios(
     rows is compared with every reference row, as in :func:`pot_distances`.
     """
     out = rows.new_zeros(len(rows), dtype=torch.float64)
-    everything = torch.cat(reference) if reference else rows[:0]
-    for j, ref in enumerate(reference):
-        mine = (assign == j).nonzero().squeeze(-1)
-        if len(mine) == 0:
-            continue
-        ref = (ref if len(ref) > 1 else everything).double()
+    for mine, ref in _rows_by_pot(assign, reference, fewest=2):
+        ref = ref.double()
         kk = min(k + 1, len(ref))  # each reference row's own d_k leaves itself out
         ref_dk = torch.cdist(ref, ref).topk(kk, largest=False).values[:, 1:].mean(-1)
         kk = min(k + int(own), len(ref))

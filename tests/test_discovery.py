@@ -129,14 +129,20 @@ def test_the_codes_proposal_needs_the_rows_codes():
     assert parse_proposals("two_means,codes") == ("two_means", "codes")
 
 
-def test_a_codes_proposal_splits_the_parents_rows_by_their_codes():
-    t = _trainer(**{"curriculum.split_proposals": "codes"})
+def _split_pot_zero(t, potts_rows=None):
+    """Train ``t`` one epoch, then split pot 0 into pot 1 as the trainer does on an
+    unlock; returns the epoch's :meth:`evaluate` numbers (the split's baseline)."""
     t.train_epoch()
     ev = t.evaluate()
-    scores = ev["scores"]
     t.manager.open.append(1)
     t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
-    t.act(Decision("unlock", 1, 1, pot=1, parent=0), scores, ev["heldout_rows"])
+    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"], ev["heldout_rows"], potts_rows)
+    return ev
+
+
+def test_a_codes_proposal_splits_the_parents_rows_by_their_codes():
+    t = _trainer(**{"curriculum.split_proposals": "codes"})
+    scores = _split_pot_zero(t)["scores"]
     rows = (t.kick.targets != NO_TARGET).nonzero().squeeze(-1)
     expected = propose("two_means", whitened(scores.codes[0][rows]), 1)
     got = (t.kick.targets[rows] == 1).long().numpy()
@@ -158,12 +164,8 @@ def test_proposal_lists_are_checked():
 
 def test_a_retry_starts_the_kick_on_the_next_proposal_from_the_same_baseline():
     t = _trainer(**{"curriculum.split_proposals": "two_means,spectral"})
-    t.train_epoch()
-    ev = t.evaluate()
+    ev = _split_pot_zero(t)
     baseline = ev["heldout_rows"]
-    t.manager.open.append(1)
-    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
-    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"], baseline)
     first = t.kick.targets.clone()
     t.train_epoch()  # the split trains; the retry must not take this state as its baseline
     later = t.evaluate(full=False)["heldout_rows"]
@@ -180,11 +182,7 @@ def test_a_retry_starts_the_kick_on_the_next_proposal_from_the_same_baseline():
 
 def test_stage_end_evidence_pairs_the_heldout_rows_with_the_baseline():
     t = _trainer()
-    t.train_epoch()
-    ev = t.evaluate()
-    t.manager.open.append(1)
-    t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
-    t.act(Decision("unlock", 1, 1, pot=1, parent=0), ev["scores"], ev["heldout_rows"])
+    ev = _split_pot_zero(t)
     t.train_epoch()
     after = t.evaluate(full=False)["heldout_rows"]
     end = t.stage_end_scores(after)

@@ -16,8 +16,8 @@ from pyro_pots.uncertainty import (
 )
 
 
-@pytest.fixture
-def vae():
+def routed_vae() -> PotsVAE:
+    """Three open pots (0, 1, 3), each row routed by the largest of its first three features."""
     torch.manual_seed(0)
     model = PotsVAE(6, num_pots=4, hidden_dim=16, decoder_hidden_dim=16)
     model.open_pots([0, 1, 3])
@@ -30,6 +30,11 @@ def vae():
         for feature, pot in enumerate([0, 1, 3]):
             model.encoder.logits_head.weight[pot, feature] = 1.0
     return model
+
+
+@pytest.fixture
+def vae():
+    return routed_vae()
 
 
 def rows(n, seed):

@@ -26,6 +26,8 @@ from pyro_pots.uncertainty import (
     row_scores,
 )
 from tests.test_labels import TINY
+from tests.test_ood_options import routed_vae
+from tests.test_ood_options import rows as uniform_rows
 
 
 @pytest.fixture(scope="module")
@@ -148,22 +150,7 @@ def test_evaluate_bad_input_is_one_line(tmp_path, capsys):
 @pytest.fixture
 def routed():
     """Three open pots, each row routed by the largest of its first three features."""
-    torch.manual_seed(0)
-    model = PotsVAE(6, num_pots=4, hidden_dim=16, decoder_hidden_dim=16)
-    model.open_pots([0, 1, 3])
-    with torch.no_grad():
-        model.encoder.trunk.weight.zero_()
-        model.encoder.trunk.bias.zero_()
-        model.encoder.trunk.weight[:3, :3] = 20 * torch.eye(3)
-        model.encoder.logits_head.weight.zero_()
-        model.encoder.logits_head.bias.zero_()
-        for feature, pot in enumerate([0, 1, 3]):
-            model.encoder.logits_head.weight[pot, feature] = 1.0
-    return model
-
-
-def uniform_rows(n, seed):
-    return torch.rand(n, 6, generator=torch.Generator().manual_seed(seed))
+    return routed_vae()
 
 
 def knn_mean(ref, queries, k, own):

@@ -125,9 +125,15 @@ OURS = {
     ],
     "Potts evidence z>=2": ["curriculum.min_evidence_z=2"],
     "Potts evidence z>=2, 2x budget": ["curriculum.min_evidence_z=2", "train.max_epochs=1600"],
-    "whitened normality": [],
-    "whitened + codes first": ["curriculum.split_proposals=codes,two_means"],
-    "whitened + retry codes": ["curriculum.split_proposals=two_means,codes"],
+    "whitened normality": ["curriculum.normality_whitened=true"],
+    "whitened + codes first": [
+        "curriculum.normality_whitened=true",
+        "curriculum.split_proposals=codes,two_means",
+    ],
+    "whitened + retry codes": [
+        "curriculum.normality_whitened=true",
+        "curriculum.split_proposals=two_means,codes",
+    ],
     "Potts evidence z>=2 + spectral first": [
         "curriculum.min_evidence_z=2",
         "curriculum.split_proposals=spectral,two_means",

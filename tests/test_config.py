@@ -100,6 +100,7 @@ TABLE_DEFAULTS = {
     "curriculum.min_gain": 0.0,
     "curriculum.evidence_z": 0.0,
     "curriculum.min_evidence_z": 0.0,
+    "curriculum.normality_whitened": False,
     "curriculum.split_proposals": "two_means",
     "curriculum.neighbour_weight": 1.0,
     "curriculum.neighbours": 10,

@@ -194,6 +194,13 @@ class CurriculumConfig(Section):
         "the 2-means axis) exceeds this; the default is its critical value at alpha = 1e-4; "
         "0 switches the test off",
     )
+    normality_whitened: bool = key(
+        flag(),
+        False,
+        "also run the normality test on each pot's whitened latent codes (every direction "
+        "at unit spread), which finds clusters beside a wider Gaussian nuisance direction; "
+        "off by default: it cost digits 0.014 ARI on 3 of 5 seeds",
+    )
     heldout_stop: bool = key(
         flag(),
         False,

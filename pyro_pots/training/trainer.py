@@ -275,7 +275,8 @@ class CurriculumTrainer(TrainerState):
         def compute():
             kept.update(self.train_scores())
             scores = kept["scores"]
-            normality = stage_scores.normality(scores, self.train_x, seed)
+            whitened = self.cfg.curriculum.normality_whitened
+            normality = stage_scores.normality(scores, self.train_x, seed, whitened)
             agreement, cut = self.split_agreement(scores), self.split_cut(scores)
             return kept["misfit"], normality, agreement, cut, self.potts_rows(scores)
 

@@ -55,9 +55,9 @@ def whitened(codes: torch.Tensor) -> torch.Tensor:
         return x[:, :0]
     d = x.shape[1]
     variance, axes = torch.linalg.eigh(torch.cov(x.T).reshape(d, d))
-    keep = variance > variance.max() * MIN_VARIANCE_SHARE
     if not variance.max() > 0:
         return x[:, :0]
+    keep = variance > variance.max() * MIN_VARIANCE_SHARE
     return x @ axes[:, keep] / variance[keep].sqrt()
 
 

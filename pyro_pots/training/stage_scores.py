@@ -155,7 +155,7 @@ def controlled_gain(
     parent's before the split, less that of the other rows (a difference in differences).
     The plain gain (:func:`paired_gain` over all rows) also counts what one more stage of
     training gains everywhere, split or not: on ``synthetic:k=8`` splits that faded back
-    into their parent showed z = 4-8, more than the real splits. The other rows see the
+    into their parent read z up to 7, more than the real splits. The other rows see the
     same stage (kick included) without being split, so their gain is the control; with no
     other rows (the first split) or fewer than two on either side the control is taken as
     0. The two groups are disjoint, so the standard errors add in quadrature.

@@ -130,6 +130,12 @@ OURS = {
         "curriculum.normality_whitened=true",
         "curriculum.split_proposals=codes,two_means",
     ],
+    "cut ratio <= 0.25": ["curriculum.max_cut_ratio=0.25"],
+    "whitened + codes first + cut ratio <= 0.25": [
+        "curriculum.normality_whitened=true",
+        "curriculum.split_proposals=codes,two_means",
+        "curriculum.max_cut_ratio=0.25",
+    ],
     "whitened + retry codes": [
         "curriculum.normality_whitened=true",
         "curriculum.split_proposals=two_means,codes",

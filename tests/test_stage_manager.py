@@ -22,6 +22,7 @@ SETTINGS = dict(
     normality_critical=0.0,
     max_fades=3,
     min_agreement=0.0,
+    max_cut_ratio=0.0,
     evidence_z=0.0,
     min_evidence_z=0.0,
     proposals=1,
@@ -224,6 +225,29 @@ def test_a_split_is_judged_by_the_weaker_of_its_two_gains(evidence, judged, kept
         feed(m, [0, 0, 7, 6, 5, 5, 5], usage=DRIFTED, agreement=agreement, evidence=evidence)
         assert m.log[1]["action"] == ("accept" if kept else "reject")
         assert m.log[1]["numbers"]["evidence"] == evidence
+
+
+@pytest.mark.parametrize(
+    "max_cut_ratio, cut, kept",
+    [
+        (0.25, 0.31, False),  # the boundary runs through the graph: undone
+        (0.25, 0.09, True),  # the pots are nearly apart in the graph
+        (0.25, None, True),  # no graph, no cut ratio: the other tests decide
+        (0.0, 0.9, True),  # the test is off
+    ],
+)
+def test_a_split_that_cuts_through_the_neighbour_graph_is_undone(max_cut_ratio, cut, kept):
+    m = manager(start_pots=2, heldout_stop=False, max_cut_ratio=max_cut_ratio, max_fades=1)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    evidence = {"gain": 0.1, "se": 0.05, "z": 2.0}
+    if cut is not None:
+        evidence["cut_ratio"] = cut
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=DRIFTED, agreement=0.9, evidence=evidence)
+    entry = m.log[1]
+    assert entry["action"] == ("accept" if kept else "reject")
+    if not kept:  # it counts towards max_fades like a drift
+        assert "cuts through its rows' neighbour graph (cut ratio 0.310" in entry["reason"]
+        assert d.restore and m.stopped and "1 parents in a row were undone" in m.stop_reason
 
 
 def test_evidence_never_keeps_a_split_whose_new_pot_faded():

@@ -218,6 +218,13 @@ class CurriculumConfig(Section):
         "least adjusted Rand index between a split's kick targets and where its rows are at "
         "the stage end (0: off); a split that drifted below it is undone",
     )
+    max_cut_ratio: float = key(
+        number(0),
+        0.0,
+        "with the neighbour graph: a split whose two pots share more than this share of the "
+        "graph's edges that a random split of the same sizes would cut is undone (0: off; "
+        "0: the pots are apart in the graph, 1: the boundary ignores it)",
+    )
     min_gain: float = key(
         number(0), 0.0, "with heldout_stop: least held-out gain of a split, nats per row"
     )

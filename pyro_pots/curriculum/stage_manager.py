@@ -58,7 +58,10 @@ class StageManager(ManagerState):
       must have stayed where the kick put it: the adjusted Rand index between the kick's
       two-way targets and the parent's rows' pots at the stage end is at least
       ``min_agreement`` (a split across a real gap keeps its boundary; a cut through one
-      mode drifts until a sliver is left, or fades). When ``min_evidence_z > 0`` the data
+      mode drifts until a sliver is left, or fades). When ``max_cut_ratio > 0`` its two
+      pots must also be apart in the rows' neighbour graph: the edges joining them, as a
+      share of what a random split of the same sizes would cut (the evidence's
+      ``cut_ratio``), must not exceed ``max_cut_ratio``. When ``min_evidence_z > 0`` the data
       must also support it: its paired held-out gain must be at least ``min_evidence_z``
       standard errors above zero. **Evidence overrides drift**: a split whose paired
       held-out gain is at least ``evidence_z`` standard errors above zero is kept however
@@ -101,6 +104,9 @@ class StageManager(ManagerState):
         before the curriculum stops.
     :param float min_agreement: the least agreement (adjusted Rand index) between a split's
         kick targets and where its rows are at the stage end; 0 switches the test off.
+    :param float max_cut_ratio: the most edges of the neighbour graph a split's two pots may
+        share, as a share of what a random split of the same sizes would cut (the
+        evidence's ``cut_ratio``); 0 switches the test off.
     :param float evidence_z: a split whose held-out gain is at least this many standard
         errors above zero is never undone as drift; 0 switches the override off.
     :param float min_evidence_z: a split whose held-out gain is less than this many
@@ -125,6 +131,7 @@ class StageManager(ManagerState):
         min_gain: float,
         max_fades: int,
         min_agreement: float,
+        max_cut_ratio: float,
         evidence_z: float,
         min_evidence_z: float,
         proposals: int,
@@ -150,6 +157,7 @@ class StageManager(ManagerState):
         self.min_gain = min_gain
         self.max_fades = max_fades
         self.min_agreement = min_agreement
+        self.max_cut_ratio = max_cut_ratio
         self.evidence_z = evidence_z
         self.min_evidence_z = min_evidence_z
         self.proposals = proposals
@@ -349,6 +357,14 @@ class StageManager(ManagerState):
                 )
             else:
                 numbers.update(drift_overridden=True)
+        cut = (evidence or {}).get("cut_ratio")
+        if why is None and self.max_cut_ratio > 0 and cut is not None:
+            numbers.update(max_cut_ratio=self.max_cut_ratio)
+            if cut > self.max_cut_ratio and not proven:
+                why = (
+                    f"the split cuts through its rows' neighbour graph (cut ratio {cut:.3f} > "
+                    f"max_cut_ratio {self.max_cut_ratio})"
+                )
         if why is None and self.min_evidence_z > 0 and evidence is not None:
             numbers.update(min_evidence_z=self.min_evidence_z)
             if ev_z < self.min_evidence_z:

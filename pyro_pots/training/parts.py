@@ -60,6 +60,7 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         min_gain=c.min_gain,
         max_fades=c.max_fades,
         min_agreement=c.min_agreement,
+        max_cut_ratio=c.max_cut_ratio,
         evidence_z=c.evidence_z,
         min_evidence_z=c.min_evidence_z,
         proposals=len(parse_proposals(c.split_proposals)),

@@ -125,10 +125,12 @@ OURS = {
     ],
     "Potts evidence z>=2": ["curriculum.min_evidence_z=2"],
     "Potts evidence z>=2, 2x budget": ["curriculum.min_evidence_z=2", "train.max_epochs=1600"],
-    "whitened normality": ["curriculum.normality_whitened=true"],
+    # measured before max_cut_ratio = 0.25 became the default (2026-11-27): pinned off
+    "whitened normality": ["curriculum.normality_whitened=true", "curriculum.max_cut_ratio=0"],
     "whitened + codes first": [
         "curriculum.normality_whitened=true",
         "curriculum.split_proposals=codes,two_means",
+        "curriculum.max_cut_ratio=0",
     ],
     "cut ratio <= 0.25": ["curriculum.max_cut_ratio=0.25"],
     "whitened + codes first + cut ratio <= 0.25": [
@@ -139,7 +141,9 @@ OURS = {
     "whitened + retry codes": [
         "curriculum.normality_whitened=true",
         "curriculum.split_proposals=two_means,codes",
+        "curriculum.max_cut_ratio=0",
     ],
+    "no cut-ratio test (default until 2026-11-27)": ["curriculum.max_cut_ratio=0"],
     "Potts evidence z>=2 + spectral first": [
         "curriculum.min_evidence_z=2",
         "curriculum.split_proposals=spectral,two_means",

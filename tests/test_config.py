@@ -101,7 +101,7 @@ TABLE_DEFAULTS = {
     "curriculum.evidence_z": 0.0,
     "curriculum.min_evidence_z": 0.0,
     "curriculum.normality_whitened": False,
-    "curriculum.max_cut_ratio": 0.0,
+    "curriculum.max_cut_ratio": 0.25,
     "curriculum.split_proposals": "two_means",
     "curriculum.neighbour_weight": 1.0,
     "curriculum.neighbours": 10,

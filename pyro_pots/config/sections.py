@@ -220,10 +220,10 @@ class CurriculumConfig(Section):
     )
     max_cut_ratio: float = key(
         number(0),
-        0.0,
-        "with the neighbour graph: a split whose two pots share more than this share of the "
-        "graph's edges that a random split of the same sizes would cut is undone (0: off; "
-        "0: the pots are apart in the graph, 1: the boundary ignores it)",
+        0.25,
+        "with the neighbour graph: a split is undone when the graph edges joining its two "
+        "pots exceed this share of what a random split of the same sizes would cut (0: the "
+        "pots are apart in the graph, 1: the boundary ignores it; 0 switches the test off)",
     )
     min_gain: float = key(
         number(0), 0.0, "with heldout_stop: least held-out gain of a split, nats per row"

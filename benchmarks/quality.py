@@ -117,6 +117,7 @@ OURS = {
         "curriculum.split_proposals=spectral,two_means",
     ],
     "JIT": ["train.jit=true"],
+    "JIT, cut ratio default": ["train.jit=true"],  # JIT under the defaults since max_cut_ratio
     "JIT + batch 256": ["train.jit=true", "train.batch_size=256"],
     "JIT + batch 256, kick 300 steps": [
         "train.jit=true",

@@ -120,7 +120,7 @@ TABLE_DEFAULTS = {
     "train.max_epochs": 800,
     "train.device": "auto",
     "train.threads": 1,
-    "train.jit": False,
+    "train.jit": True,
     "train.bad_step_patience": 5,
     "train.rollback_lr_factor": 0.5,
     "grow.freeze_old_pots": False,

@@ -340,7 +340,7 @@ class TrainConfig(Section):
     )
     jit: bool = key(
         flag(),
-        False,
+        True,
         "compile the ELBO with JitTrace_ELBO: one compiled ELBO for the whole fit (lambda and "
         "the kick's values are its tensor arguments), under torchrun too",
     )

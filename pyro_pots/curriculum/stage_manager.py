@@ -27,7 +27,7 @@ def judged_evidence(evidence: Dict[str, float]) -> Tuple[float, float, float]:
     it, the gain controlled for the stage's training (``split_gain``, ``split_se``,
     ``split_z``; :func:`~pyro_pots.training.stage_scores.controlled_gain`). Each has a
     confound the other lacks: over all rows, one more stage of training counts as gain
-    (splits that faded on ``synthetic:k=8`` read z = 4-8); the controlled gain assumes the
+    (splits that faded on ``synthetic:k=8`` read z up to 8); the controlled gain assumes the
     split leaves the other pots' rows alone, which a split that drifts does not (it moves
     rows between pots: the other rows lost 0.7-3.3 nats each on breast cancer and the
     ``nuisance`` set, and ``split_z`` read 3-5.5 where ``z`` read -0.4 to 2.2).

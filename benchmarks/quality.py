@@ -13,7 +13,10 @@ breast cancer table (569 rows, 30 real-valued cell measurements on very differen
 2 overlapping classes; standardised, and fitted with the ``normal`` likelihood). It ships
 offline with scikit-learn, unlike every larger labelled set there, and it is harder than
 digits in the ways that test a mode finder: real-valued, heavy-tailed, unequal classes
-that are not separate clusters, and a K of 2 that the curriculum must stop at.
+that are not separate clusters, and a K of 2 that the curriculum must stop at. Three sets
+where raw Euclidean clusters are weak are generated (``write_rings``,
+``write_shifted_templates``, ``write_nuisance``: three clusters beside a wider Gaussian
+direction, where k-means with K given scores ~0).
 
 Methods:
 

@@ -25,7 +25,7 @@ from pyro_pots.config import Config, model_kwargs, resolve_likelihood
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio, nearest_among
-from pyro_pots.curriculum.proposals import parse_proposals, propose
+from pyro_pots.curriculum.proposals import ON_CODES, parse_proposals, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
@@ -344,13 +344,17 @@ class CurriculumTrainer(TrainerState):
             self.kick.clear()
         if decision.action == "unlock":
             if not decision.restore:  # a retry keeps the baseline it was restored to
+                # the held-out rows the split acts on: the controlled gain, measured only
+                # under the Potts prior, compares them with the rest
+                parent_rows = None
+                if potts_rows is not None:
+                    pots = stage_scores.heldout_pots(self.vae, self.heldout_x)
+                    parent_rows = pots == decision.parent
                 self.pre_split = {
                     "state": self.snapshot(),
                     "heldout_rows": heldout_rows,
                     "potts_rows": potts_rows,
-                    # the rows the split acts on: the controlled gain compares them with the rest
-                    "parent_rows": stage_scores.heldout_pots(self.vae, self.heldout_x)
-                    == decision.parent,
+                    "parent_rows": parent_rows,
                 }
             self._split(decision.parent, decision.pot, decision.attempt, scores)
         if self.manager.pending is None:
@@ -375,8 +379,11 @@ class CurriculumTrainer(TrainerState):
         def targets() -> torch.Tensor:
             rows = stage_scores.rows_of_pot(scores, parent)
             rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
-            codes = scores.codes[scores.pots.tolist().index(parent)][rows.to(scores.codes.device)]
             method = self.proposals[attempt]
+            codes = None
+            if method in ON_CODES:  # the parent's latent codes of the same rows
+                own = scores.codes[scores.pots.tolist().index(parent)]
+                codes = own[rows.to(own.device)]
             data = self.train_x[rows.to(self.device)]
             halves = torch.as_tensor(propose(method, data, new, codes))
             result = torch.full_like(self.kick.targets, NO_TARGET)

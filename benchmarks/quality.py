@@ -120,7 +120,11 @@ OURS = {
         "curriculum.split_proposals=spectral,two_means",
     ],
     "JIT": ["train.jit=true"],
-    "JIT, cut ratio default": ["train.jit=true"],  # JIT under the defaults since max_cut_ratio
+    "two_means, cut ratio <= 0.25, 800 epochs (default until 2026-11-27)": [
+        "curriculum.split_proposals=two_means",
+        "curriculum.max_cut_ratio=0.25",
+        "train.max_epochs=800",
+    ],
     "JIT + batch 256": ["train.jit=true", "train.batch_size=256"],
     "JIT + batch 256, kick 300 steps": [
         "train.jit=true",
@@ -146,6 +150,29 @@ OURS = {
         "curriculum.normality_whitened=true",
         "curriculum.split_proposals=two_means,codes",
         "curriculum.max_cut_ratio=0",
+    ],
+    "whitened + retry codes + cut ratio <= 0.25": [
+        "curriculum.normality_whitened=true",
+        "curriculum.split_proposals=two_means,codes",
+        "curriculum.max_cut_ratio=0.25",
+    ],
+    "spectral first + cut ratio <= 0.25": [
+        "curriculum.split_proposals=spectral,two_means",
+        "curriculum.max_cut_ratio=0.25",
+    ],
+    "whitened + spectral first + cut ratio <= 0.25": [
+        "curriculum.normality_whitened=true",
+        "curriculum.split_proposals=spectral,two_means",
+        "curriculum.max_cut_ratio=0.25",
+    ],
+    "spectral first + cut ratio <= 0.15": [
+        "curriculum.split_proposals=spectral,two_means",
+        "curriculum.max_cut_ratio=0.15",
+    ],
+    "spectral first + cut ratio <= 0.15, 2x budget": [
+        "curriculum.split_proposals=spectral,two_means",
+        "curriculum.max_cut_ratio=0.15",
+        "train.max_epochs=1600",
     ],
     "no cut-ratio test (default until 2026-11-27)": ["curriculum.max_cut_ratio=0"],
     "Potts evidence z>=2 + spectral first": [

@@ -242,8 +242,15 @@ def test_a_state_without_protection_loads_as_none_and_bad_ones_are_refused():
             manager().load_state_dict({**old, "protected": bad})
 
 
-def test_open_pot_opens_for_the_given_parent_and_logs_its_reason_and_numbers():
-    m = manager(num_pots=5, start_pots=3, parent_rule="normality", normality_critical=1.0)
+@pytest.mark.parametrize("proposals", [1, 2])
+def test_open_pot_opens_for_the_given_parent_and_logs_its_reason_and_numbers(proposals):
+    m = manager(
+        num_pots=5,
+        start_pots=3,
+        parent_rule="normality",
+        normality_critical=1.0,
+        proposals=proposals,
+    )
     m.protect([0, 1])
     d = m.open_pot(0, "grow: seed it", **SKEWED, numbers={"seeded_rows": 7})
     assert (d.action, d.pot, d.parent, d.attempt, d.reason) == ("unlock", 3, 0, 0, "grow: seed it")
@@ -257,7 +264,8 @@ def test_open_pot_opens_for_the_given_parent_and_logs_its_reason_and_numbers():
     with pytest.raises(ValueError, match="not judged yet"):
         m.open_pot(2, "again", **SKEWED)
     # the seed fades: it is undone and the curriculum goes on by its own rule, which
-    # skips the protected pots (and the parent that was tried)
+    # skips the protected pots (and the parent that was tried); a protected parent gets
+    # no retry by its next proposal
     faded = {0: 0.5, 1: 0.2, 2: 0.3, 3: 0.0}
     d, _ = feed(m, [0, 0, *PLATEAU], usage=faded, misfit=SKEWED["misfit"])
     assert [e["action"] for e in m.log[1:]] == ["reject", "unlock"]

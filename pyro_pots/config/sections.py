@@ -220,10 +220,12 @@ class CurriculumConfig(Section):
     )
     max_cut_ratio: float = key(
         number(0),
-        0.25,
+        0.15,
         "with the neighbour graph: a split is undone when the graph edges joining its two "
         "pots exceed this share of what a random split of the same sizes would cut (0: the "
-        "pots are apart in the graph, 1: the boundary ignores it; 0 switches the test off)",
+        "pots are apart in the graph, 1: the boundary ignores it; 0 switches the test off). "
+        "A spectral proposal is the graph's cheapest bisection, so a pot with no gap in it "
+        "shows a high ratio even then: 0.15 with ``spectral`` first, 0.25 before",
     )
     min_gain: float = key(
         number(0), 0.0, "with heldout_stop: least held-out gain of a split, nats per row"
@@ -243,11 +245,12 @@ class CurriculumConfig(Section):
     )
     split_proposals: str = key(
         proposal_list(),
-        "two_means",
+        "spectral,two_means",
         "the split proposals a parent gets in turn before it is marked as tried, comma "
         "separated: ``two_means`` (2-means on its rows), ``spectral`` (a bisection of "
         "its rows' k-nearest-neighbour graph, which follows curved modes) and ``codes`` "
-        "(2-means on its whitened latent codes, blind to a wide nuisance direction)",
+        "(2-means on its whitened latent codes, blind to a wide nuisance direction); "
+        "``two_means`` alone until 2026-11-27",
     )
     neighbour_weight: float = key(
         number(0),
@@ -318,7 +321,13 @@ class TrainConfig(Section):
 
     section: ClassVar[str] = "train"
 
-    max_epochs: int = key(integer(1, MAX_EPOCHS), 800, "most epochs, all stages together")
+    max_epochs: int = key(
+        integer(1, MAX_EPOCHS),
+        1600,
+        "most epochs, all stages together: a cap, which the curriculum's stop rule should "
+        "reach first (digits stops by itself after 1150-1300 epochs; 800 until 2026-11-27, "
+        "which stopped digits on the budget)",
+    )
     batch_size: int = key(
         integer(1), BATCH_SIZE, "rows per SVI step", same_as="fit_svi(batch_size=...)"
     )

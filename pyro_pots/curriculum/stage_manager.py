@@ -374,7 +374,7 @@ class StageManager(ManagerState):
                     f"{self.min_evidence_z})"
                 )
         if why is not None:
-            exhausted = self.pending["attempt"] + 1 >= self.proposals
+            exhausted = self._next_attempt(self.pending["parent"], self.pending["attempt"]) is None
             if exhausted and len(self.tried) + 1 >= self.max_fades:
                 why += f"; the splits of {self.max_fades} parents in a row were undone"
                 return self._reject(why, numbers, stop=True)
@@ -463,7 +463,7 @@ class StageManager(ManagerState):
         scores, attempt = self.pending["scores"], self.pending["attempt"]
         self.open.remove(pot)
         self.pending = None
-        retry = (parent, attempt + 1) if attempt + 1 < self.proposals else None
+        retry = self._next_attempt(parent, attempt)
         if retry is None:
             self.tried.append(parent)
         rejected = dict(pot=pot, parent=parent, attempt=attempt, reason=reason, numbers=numbers)
@@ -474,6 +474,14 @@ class StageManager(ManagerState):
         return self._unlock(
             scores["usage"], scores["misfit"], scores["normality"], {}, restore=True, retry=retry
         )
+
+    def _next_attempt(self, parent: int, attempt: int) -> Optional[Tuple[int, int]]:
+        """The retry of a rejected split: the parent's next proposal, if it has one. A
+        protected parent gets none: only :meth:`open_pot` splits it (a grown run's seed),
+        and the curriculum's own splits leave it whole."""
+        if attempt + 1 >= self.proposals or parent in self.protected:
+            return None
+        return parent, attempt + 1
 
     def _finish(self, reason: str, numbers: Dict[str, Any], restore: bool = False) -> Decision:
         self.stopped, self.stop_reason = True, reason

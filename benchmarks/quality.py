@@ -98,8 +98,8 @@ OURS = {
     "parent rule normality": ["curriculum.parent_rule=normality"],
     "parent rule recon": ["curriculum.parent_rule=recon"],
     "stop: held-out gain": ["curriculum.heldout_stop=true"],
-    "stop: default, 3x budget": ["train.max_epochs=2400"],
-    "default, 2x budget": ["train.max_epochs=1600"],
+    "stop: default, 3x budget": ["train.max_epochs=4800"],
+    "default, 2x budget": ["train.max_epochs=3200"],
     "retry spectral": ["curriculum.split_proposals=two_means,spectral"],
     "evidence z=3": ["curriculum.evidence_z=3"],
     "retry spectral + evidence z=3": [

@@ -174,6 +174,7 @@ OURS = {
         "curriculum.max_cut_ratio=0.15",
         "train.max_epochs=1600",
     ],
+    "min_usage 0.01": ["curriculum.min_usage=0.01"],
     "no cut-ratio test (default until 2026-11-27)": ["curriculum.max_cut_ratio=0"],
     "Potts evidence z>=2 + spectral first": [
         "curriculum.min_evidence_z=2",

@@ -6,11 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.sparse.csgraph import laplacian
+from scipy.sparse.linalg import ArpackNoConvergence
 from sklearn.metrics import adjusted_rand_score
+from sklearn.neighbors import kneighbors_graph
 from test_curriculum_parts import _trainer
 
 from pyro_pots import PotsVAE, pots_mask
-from pyro_pots.curriculum import Decision
+from pyro_pots.curriculum import Decision, proposals
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.normality import CRITICAL_1E4, split_normality, whitened
 from pyro_pots.curriculum.proposals import parse_proposals, propose
@@ -85,6 +88,27 @@ def test_the_spectral_proposal_separates_rings_that_two_means_cuts_across():
     assert adjusted_rand_score(labels, spectral) == 1.0
     assert adjusted_rand_score(labels, straight) < 0.05
     assert (spectral == 1).sum() <= (spectral == 0).sum()  # the larger half stays
+
+
+def _fail_arpack(*args, **kwargs):
+    raise ArpackNoConvergence("no convergence (forced by the test)", np.zeros(0), np.zeros((0, 0)))
+
+
+@pytest.mark.parametrize("dense_rows", [4000, 10])  # the dense fallback, then LOBPCG
+def test_the_spectral_proposal_survives_arpack_not_converging(monkeypatch, dense_rows):
+    """ARPACK's shift-invert failed on a shifted-templates parent (0 an eigenvalue of high
+    multiplicity); the fallbacks must give the same Fiedler vector and the same split."""
+    g = np.random.default_rng(0)  # two overlapping blobs: a connected graph, lambda_2 simple
+    blobs = g.standard_normal((400, 2)) + np.c_[3.0 * (np.arange(400) % 2), np.zeros(400)]
+    graph = kneighbors_graph(blobs, proposals.SPECTRAL_NEIGHBOURS, include_self=False)
+    lap = laplacian(0.5 * (graph + graph.T), normed=True)
+    dense = np.linalg.eigh(lap.toarray())[1][:, 1]  # independent: every eigenpair, numpy
+    assert abs(proposals.fiedler_vector(lap, 0) @ dense) == pytest.approx(1.0, abs=1e-6)
+    monkeypatch.setattr(proposals, "eigsh", _fail_arpack)
+    monkeypatch.setattr(proposals, "DENSE_ROWS", dense_rows)
+    assert abs(proposals.fiedler_vector(lap, 0) @ dense) == pytest.approx(1.0, abs=1e-4)
+    x, labels = _rings()  # two components: the fallbacks still part them
+    assert adjusted_rand_score(labels, propose("spectral", x, 0)) == 1.0
 
 
 def _beside_a_nuisance(n=600, seed=0):

@@ -20,8 +20,10 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
+from scipy import sparse
+from scipy.linalg import eigh
 from scipy.sparse.csgraph import laplacian
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, eigsh, lobpcg
 from sklearn.neighbors import kneighbors_graph
 
 from pyro_pots.curriculum.normality import whitened
@@ -29,6 +31,9 @@ from pyro_pots.curriculum.split import two_means
 
 #: neighbours of each row in the ``spectral`` proposal's graph (fewer rows: all of them).
 SPECTRAL_NEIGHBOURS = 10
+#: rows up to which :func:`fiedler_vector` falls back to a dense eigendecomposition
+#: (4000 x 4000 doubles: 128 MB, seconds); above it, to LOBPCG.
+DENSE_ROWS = 4000
 
 
 def spectral_bisection(rows: torch.Tensor, seed: int) -> np.ndarray:
@@ -44,13 +49,32 @@ def spectral_bisection(rows: torch.Tensor, seed: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     graph = kneighbors_graph(x, min(SPECTRAL_NEIGHBOURS, n - 1), include_self=False)
     graph = 0.5 * (graph + graph.T)
-    lap = laplacian(graph, normed=True)
-    start = np.random.default_rng(seed).standard_normal(n)
+    fiedler = fiedler_vector(laplacian(graph, normed=True), seed)
+    return two_means(torch.from_numpy(fiedler[:, None]), seed)
+
+
+def fiedler_vector(lap: sparse.spmatrix, seed: int) -> np.ndarray:
+    """
+    The eigenvector of the second-smallest eigenvalue of the symmetric sparse ``lap``.
+    ARPACK's shift-invert finds it in milliseconds, but can fail to converge where 0 is an
+    eigenvalue of high multiplicity (a graph of many components: it stopped a fit on the
+    shifted-templates set). Then a dense eigendecomposition takes over, or, above
+    :data:`DENSE_ROWS` rows, LOBPCG.
+    """
+    n = lap.shape[0]
+    rng = np.random.default_rng(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        # the two smallest eigenpairs (shift-invert near 0 would fail on a singular matrix)
-        _, vectors = eigsh(lap, k=2, sigma=-1e-3, which="LM", v0=start)
-    return two_means(torch.from_numpy(vectors[:, 1:2]), seed)
+        try:  # shift-invert near 0 (at 0 itself the factorisation of a singular matrix fails)
+            _, vectors = eigsh(lap, k=2, sigma=-1e-3, which="LM", v0=rng.standard_normal(n))
+            return vectors[:, 1]
+        except ArpackNoConvergence:
+            pass
+        if n <= DENSE_ROWS:
+            _, vectors = eigh(lap.toarray(), subset_by_index=[0, 1])
+            return vectors[:, 1]
+        values, vectors = lobpcg(lap, rng.standard_normal((n, 2)), largest=False, maxiter=500)
+    return vectors[:, np.argsort(values)[1]]
 
 
 def whitened_two_means(codes: torch.Tensor, seed: int) -> np.ndarray:

@@ -102,6 +102,7 @@ TABLE_DEFAULTS = {
     "curriculum.min_evidence_z": 0.0,
     "curriculum.normality_whitened": False,
     "curriculum.max_cut_ratio": 0.15,
+    "curriculum.min_cut_contrast": 2.0,
     "curriculum.split_proposals": "spectral,two_means",
     "curriculum.neighbour_weight": 1.0,
     "curriculum.neighbours": 10,

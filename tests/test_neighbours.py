@@ -9,6 +9,7 @@ import torch
 from test_curriculum_parts import _trainer
 
 from pyro_pots import PotsVAE
+from pyro_pots.curriculum.gaps import inner_cut_ratio
 from pyro_pots.curriculum.neighbours import (
     NeighbourPrior,
     conditional_log_prior,
@@ -171,8 +172,15 @@ def test_split_cut_is_the_cut_ratio_of_the_pending_split():
     scores = PotScores(torch.arange(3), torch.zeros(48, 3), resp, torch.zeros(3, 48, 1))
     assert t.split_cut(scores) is None  # no split pending
     t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
-    expected = cut_ratio(torch.arange(48) % 2, t.neighbour_prior.neighbours, 0, 1)
-    assert t.split_cut(scores) == expected
+    pots, graph = torch.arange(48) % 2, t.neighbour_prior.neighbours
+    cut = t.split_cut(scores)
+    assert cut["cut_ratio"] == cut_ratio(pots, graph, 0, 1)
+    inner = [inner_cut_ratio(pots, graph, t.train_x, pot, t.cfg.train.seed) for pot in (0, 1)]
+    assert cut["inner_cut_0"] == inner[0] and cut["inner_cut_1"] == inner[1]
+    # the largest factor between the boundary and an inner cut (one cut of 0: infinite)
+    u = cut["cut_ratio"]
+    factors = [max(u, v) / min(u, v) if min(u, v) > 0 else math.inf for v in inner]
+    assert cut["cut_contrast"] == max(factors)
 
 
 def test_a_judged_split_records_its_cut_ratio_beside_the_gain(monkeypatch):
@@ -181,11 +189,12 @@ def test_a_judged_split_records_its_cut_ratio_beside_the_gain(monkeypatch):
     heldout = t.evaluate(full=False)["heldout_rows"]
     t.manager.pending = {"pot": 1, "parent": 0, "attempt": 0}
     t.pre_split = {"state": t.snapshot(), "heldout_rows": heldout}
-    monkeypatch.setattr(t, "split_cut", lambda scores: 0.25)
+    cut = {"cut_ratio": 0.25, "cut_contrast": 0.4}
+    monkeypatch.setattr(t, "split_cut", lambda scores: cut)
     monkeypatch.setattr(t, "split_agreement", lambda scores: 0.9)
     evidence = t.stage_end_scores(heldout)["evidence"]
     assert evidence["cut_ratio"] == 0.25 and evidence["gain"] == 0.0  # the same rows
-    assert set(evidence) == {"gain", "se", "z", "cut_ratio"}
+    assert set(evidence) == {"gain", "se", "z", "cut_ratio", "cut_contrast"}
 
 
 def test_nearest_among_are_the_k_closest_rows_of_the_other_set():

@@ -23,6 +23,7 @@ SETTINGS = dict(
     max_fades=3,
     min_agreement=0.0,
     max_cut_ratio=0.0,
+    min_cut_contrast=0.0,
     evidence_z=0.0,
     min_evidence_z=0.0,
     proposals=1,
@@ -248,6 +249,50 @@ def test_a_split_that_cuts_through_the_neighbour_graph_is_undone(max_cut_ratio, 
     if not kept:  # it counts towards max_fades like a drift
         assert "cuts through its rows' neighbour graph (cut ratio 0.310" in entry["reason"]
         assert d.restore and m.stopped and "1 parents in a row were undone" in m.stop_reason
+
+
+@pytest.mark.parametrize(
+    "min_cut_contrast, contrast, gain, kept",
+    [
+        (2.0, 1.4, -0.08, False),  # as dense as the cuts inside its pots, and no gain
+        (2.0, 1.4, 0.3, True),  # ... but the held-out data support it (digit classes)
+        (2.0, 7.0, -0.08, True),  # a gap, kept without a gain (late splits on k = 8)
+        (2.0, None, -0.08, True),  # no graph: the other tests decide
+        (0.0, 1.0, -0.08, True),  # the test is off
+    ],
+)
+def test_a_split_that_cut_one_mode_in_two_is_undone(min_cut_contrast, contrast, gain, kept):
+    m = manager(
+        start_pots=2,
+        heldout_stop=False,
+        max_cut_ratio=0.25,
+        min_cut_contrast=min_cut_contrast,
+        max_fades=1,
+    )
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    evidence = {"gain": gain, "se": 0.04, "z": gain / 0.04, "cut_ratio": 0.055}
+    if contrast is not None:
+        evidence["cut_contrast"] = contrast
+    d, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage=DRIFTED, agreement=0.9, evidence=evidence)
+    entry = m.log[1]
+    assert entry["action"] == ("accept" if kept else "reject")
+    if contrast is not None and min_cut_contrast > 0:
+        assert entry["numbers"]["min_cut_contrast"] == min_cut_contrast
+    if not kept:  # it counts towards max_fades like a drift
+        assert "the split cut one mode in two" in entry["reason"]
+        assert "(cut contrast 1.40 < min_cut_contrast 2.0)" in entry["reason"]
+        assert "(gain -0.0800 nats/row, z -2.00)" in entry["reason"]
+        assert d.restore and m.stopped and "1 parents in a row were undone" in m.stop_reason
+
+
+def test_the_one_mode_test_reads_the_weaker_evidence():
+    # the plain gain is positive, the controlled one is not: the weaker one judges
+    m = manager(start_pots=2, heldout_stop=False, min_cut_contrast=2.0, max_fades=1)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    evidence = {"gain": 0.2, "se": 0.05, "z": 4.0, "cut_contrast": 1.2}
+    evidence.update(split_gain=-0.1, split_se=0.05, split_z=-2.0)
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage=DRIFTED, agreement=0.9, evidence=evidence)
+    assert m.log[1]["action"] == "reject" and "z -2.00" in m.log[1]["reason"]
 
 
 def test_evidence_never_keeps_a_split_whose_new_pot_faded():

@@ -227,6 +227,14 @@ class CurriculumConfig(Section):
         "A spectral proposal is the graph's cheapest bisection, so a pot with no gap in it "
         "shows a high ratio even then: 0.15 with ``spectral`` first, 0.25 before",
     )
+    min_cut_contrast: float = key(
+        number(0),
+        2.0,
+        "with the neighbour graph: a split is undone as one mode cut in two when the "
+        "sparsest cut inside each of its two pots (the cut ratio of its spectral bisection) "
+        "is within this factor of the boundary's cut ratio, either way round, and its "
+        "held-out gain is not above zero (0: off; added 2026-11-27, off before)",
+    )
     min_gain: float = key(
         number(0), 0.0, "with heldout_stop: least held-out gain of a split, nats per row"
     )

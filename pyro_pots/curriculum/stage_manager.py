@@ -52,30 +52,33 @@ class StageManager(ManagerState):
     - **Stage end**: a plateau. After at least ``min_stage_epochs`` epochs (kick epochs
       excluded), the exponentially smoothed loss has not improved on its stage best by a
       relative ``rel_tol`` for ``patience`` epochs.
-    - **Judging a split** (at the end of a stage that began with an unlock): the new pot
-      and its parent must each hold at least ``min_usage`` of the data once the kick is
-      over and the routing is the model's own, and, when ``min_agreement > 0``, the split
-      must have stayed where the kick put it: the adjusted Rand index between the kick's
-      two-way targets and the parent's rows' pots at the stage end is at least
-      ``min_agreement`` (a split across a real gap keeps its boundary; a cut through one
-      mode drifts until a sliver is left, or fades). When ``max_cut_ratio > 0`` its two
-      pots must also be apart in the rows' neighbour graph: the edges joining them, as a
-      share of what a random split of the same sizes would cut (the evidence's
-      ``cut_ratio``), must not exceed ``max_cut_ratio``. When ``min_evidence_z > 0`` the data
-      must also support it: its paired held-out gain must be at least ``min_evidence_z``
-      standard errors above zero. **Evidence overrides drift**: a split whose paired
-      held-out gain is at least ``evidence_z`` standard errors above zero is kept however
-      far it moved from the proposal (the model found a better boundary than the
-      proposal's; measured: a split that moved to its own partition and gained 0.63 nats
-      per row had been undone as drift). A split that faded, drifted without that
-      evidence or lacked the evidence ``min_evidence_z`` asks for is rejected: the
-      trainer restores its state from before the unlock, the pot is closed again, and the
-      parent gets its next split proposal (one of ``proposals`` per parent); once all of
-      them are rejected it is marked as tried and the next candidate is split at once;
-      after ``max_fades`` parents in a row the curriculum stops. With ``heldout_stop``, a
-      split must also beat the previous stage's best loss by ``min_gain`` nats per row; if
-      it does not, the snapshot is restored and the curriculum stops (the greedy held-out
-      rule).
+    - **Judging a split** (at the end of a stage that began with an unlock): the new pot and
+      its parent must each hold at least ``min_usage`` of the data once the kick is over and
+      the routing is the model's own, and, when ``min_agreement > 0``, the split must have
+      stayed where the kick put it: the adjusted Rand index between the kick's two-way
+      targets and the parent's rows' pots at the stage end is at least ``min_agreement`` (a
+      split across a real gap keeps its boundary; a cut through one mode drifts until a
+      sliver is left, or fades). When ``max_cut_ratio > 0`` its two pots must also be apart
+      in the rows' neighbour graph: the edges joining them, as a share of what a random
+      split of the same sizes would cut (the evidence's ``cut_ratio``), must not exceed
+      ``max_cut_ratio``; and when ``min_cut_contrast > 0`` it must not have cut one mode in
+      two: a split whose boundary is within the factor ``min_cut_contrast`` of the sparsest
+      cut inside each of its pots (the evidence's ``cut_contrast``; a cut through one
+      low-dimensional mode is sparse against a random split, yet as dense as the cuts inside
+      its halves) and whose held-out gain is not above zero is undone. When ``min_evidence_z
+      > 0`` the data must also support it: its paired held-out gain must be at least
+      ``min_evidence_z`` standard errors above zero. **Evidence overrides drift** (and the
+      graph tests): a split whose paired held-out gain is at least ``evidence_z`` standard
+      errors above zero is kept however far it moved from the proposal (the model found a
+      better boundary than the proposal's; measured: a split that moved to its own partition
+      and gained 0.63 nats per row had been undone as drift). A split that faded, drifted
+      without that evidence or lacked the evidence ``min_evidence_z`` asks for is rejected:
+      the trainer restores its state from before the unlock, the pot is closed again, and
+      the parent gets its next split proposal (one of ``proposals`` per parent); once all of
+      them are rejected it is marked as tried and the next candidate is split at once; after
+      ``max_fades`` parents in a row the curriculum stops. With ``heldout_stop``, a split
+      must also beat the previous stage's best loss by ``min_gain`` nats per row; if it does
+      not, the snapshot is restored and the curriculum stops (the greedy held-out rule).
     - **Prune**: at each stage end, an open pot that lost its data to later splits (below
       ``min_usage``) is closed.
     - **Unlock**: the candidates are the open pots not yet tried since the last accepted
@@ -107,6 +110,10 @@ class StageManager(ManagerState):
     :param float max_cut_ratio: the most edges of the neighbour graph a split's two pots may
         share, as a share of what a random split of the same sizes would cut (the
         evidence's ``cut_ratio``); 0 switches the test off.
+    :param float min_cut_contrast: the least factor between the boundary's cut ratio and
+        the sparsest cut inside one of its two pots (the evidence's ``cut_contrast``,
+        :mod:`~pyro_pots.curriculum.gaps`); below it, and with no held-out gain, the split
+        cut one mode in two; 0 switches the test off.
     :param float evidence_z: a split whose held-out gain is at least this many standard
         errors above zero is never undone as drift; 0 switches the override off.
     :param float min_evidence_z: a split whose held-out gain is less than this many
@@ -132,6 +139,7 @@ class StageManager(ManagerState):
         max_fades: int,
         min_agreement: float,
         max_cut_ratio: float,
+        min_cut_contrast: float,
         evidence_z: float,
         min_evidence_z: float,
         proposals: int,
@@ -158,6 +166,7 @@ class StageManager(ManagerState):
         self.max_fades = max_fades
         self.min_agreement = min_agreement
         self.max_cut_ratio = max_cut_ratio
+        self.min_cut_contrast = min_cut_contrast
         self.evidence_z = evidence_z
         self.min_evidence_z = min_evidence_z
         self.proposals = proposals
@@ -364,6 +373,18 @@ class StageManager(ManagerState):
                 why = (
                     f"the split cuts through its rows' neighbour graph (cut ratio {cut:.3f} > "
                     f"max_cut_ratio {self.max_cut_ratio})"
+                )
+        contrast = (evidence or {}).get("cut_contrast")
+        if why is None and self.min_cut_contrast > 0 and contrast is not None:
+            # two weak signals, vetoing only together: on digits, splits between digit
+            # classes reach contrasts of 1.4-1.9 too, but the held-out data support them
+            numbers.update(min_cut_contrast=self.min_cut_contrast)
+            if contrast < self.min_cut_contrast and ev_gain <= 0:
+                why = (
+                    f"the split cut one mode in two: its boundary is as dense as the cuts "
+                    f"inside its pots (cut contrast {contrast:.2f} < min_cut_contrast "
+                    f"{self.min_cut_contrast}) and the held-out data do not support it "
+                    f"(gain {ev_gain:.4f} nats/row, z {ev_z:.2f})"
                 )
         if why is None and self.min_evidence_z > 0 and evidence is not None:
             numbers.update(min_evidence_z=self.min_evidence_z)

@@ -61,6 +61,7 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         max_fades=c.max_fades,
         min_agreement=c.min_agreement,
         max_cut_ratio=c.max_cut_ratio,
+        min_cut_contrast=c.min_cut_contrast,
         evidence_z=c.evidence_z,
         min_evidence_z=c.min_evidence_z,
         proposals=len(parse_proposals(c.split_proposals)),

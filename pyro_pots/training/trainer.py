@@ -23,8 +23,9 @@ from pyro.infer import Trace_ELBO
 from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs, resolve_likelihood
 from pyro_pots.curriculum import Decision, StageManager
+from pyro_pots.curriculum.gaps import cut_contrast
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
-from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio, nearest_among
+from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_among
 from pyro_pots.curriculum.proposals import ON_CODES, parse_proposals, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError
@@ -265,7 +266,7 @@ class CurriculumTrainer(TrainerState):
     def stage_end_scores(self, heldout_rows: torch.Tensor) -> Dict[str, Any]:
         """Misfit, normality, the pending split's agreement and its evidence (the paired
         held-out gain over :attr:`pre_split`, from this epoch's ``heldout_rows``, and with
-        the neighbour graph its :meth:`split_cut` as ``cut_ratio``),
+        the neighbour graph its :meth:`split_cut`: ``cut_ratio`` and ``cut_contrast``),
         computed on rank 0 and sent to every rank (so that every rank takes the same
         decision); the training rows' scores, which only rank 0 needs to split, stay on
         rank 0 (None elsewhere)."""
@@ -285,7 +286,7 @@ class CurriculumTrainer(TrainerState):
         if self.manager.pending is not None:
             evidence = stage_scores.split_evidence(self.pre_split or {}, heldout_rows, potts_rows)
         if evidence is not None and cut is not None:  # recorded beside the gain
-            evidence["cut_ratio"] = cut
+            evidence.update(cut)
         return {
             "misfit": misfit,
             "normality": normality,
@@ -317,15 +318,19 @@ class CurriculumTrainer(TrainerState):
             return None
         return self.kick.agreement(stage_scores.pots_of_rows(scores))
 
-    def split_cut(self, scores: PotScores) -> Optional[float]:
+    def split_cut(self, scores: PotScores) -> Optional[Dict[str, float]]:
         """How far the pending split's two pots follow the neighbour graph
-        (:func:`~pyro_pots.curriculum.neighbours.cut_ratio`: 0 apart in the graph, about 1
-        a boundary that ignores it); None without a pending split or a graph."""
+        (:func:`~pyro_pots.curriculum.gaps.cut_contrast`: the boundary's ``cut_ratio``, 0
+        apart in the graph, about 1 a boundary that ignores it, and its ``cut_contrast``
+        with the sparsest cuts inside the two pots); None without a pending split, a graph
+        or a boundary."""
         if self.manager.pending is None or self.neighbour_prior is None:
             return None
         pending = self.manager.pending
         pots = stage_scores.pots_of_rows(scores)
-        return cut_ratio(pots, self.neighbour_prior.neighbours, pending["parent"], pending["pot"])
+        graph = self.neighbour_prior.neighbours
+        parent, new = pending["parent"], pending["pot"]
+        return cut_contrast(pots, graph, self.train_x, parent, new, self.cfg.train.seed)
 
     # -- acting on decisions ---------------------------------------------------------
     def act(

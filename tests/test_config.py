@@ -112,6 +112,8 @@ TABLE_DEFAULTS = {
     "curriculum.kick_weight": 10.0,
     "curriculum.kick_bias": 0.0,
     "curriculum.min_usage": 0.02,
+    "curriculum.min_usage_apart": 0.01,
+    "curriculum.max_cut_ratio_apart": 0.02,
     "curriculum.kick_steps": 600,
     "curriculum.kick_lam_factor": 1.0,
     "curriculum.min_agreement": 0.5,

@@ -15,6 +15,8 @@ SETTINGS = dict(
     rel_tol=0.01,
     smoothing=1.0,
     min_usage=0.05,
+    min_usage_apart=0.0,
+    max_cut_ratio_apart=0.02,
     kick_epochs=2,
     parent_rule="recon",
     heldout_stop=True,
@@ -329,6 +331,54 @@ def test_a_pot_that_lost_its_data_to_later_splits_is_pruned():
     assert (d.action, d.pot) == ("unlock", 2) and m.open == [0, 1, 2]  # id 2 reused
 
 
+@pytest.mark.parametrize(
+    "share, cut, min_usage_apart, kept",
+    [
+        (0.03, 0.005, 0.02, True),  # below min_usage (0.05), apart in the graph: a small mode
+        (0.03, 0.08, 0.02, False),  # as small, but its boundary cuts the graph: a sliver
+        (0.01, 0.005, 0.02, False),  # apart, but below min_usage_apart
+        (0.03, 0.005, 0.0, False),  # the exemption is off
+        (0.03, None, 0.02, False),  # no graph: min_usage alone
+        (0.03, 0.005, 0.06, False),  # min_usage_apart above min_usage: nothing qualifies
+    ],
+)
+def test_a_small_new_pot_apart_in_the_graph_is_kept(share, cut, min_usage_apart, kept):
+    m = manager(start_pots=2, heldout_stop=False, min_usage_apart=min_usage_apart, max_fades=1)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    evidence = {"gain": 0.01, "se": 0.01, "z": 1.0}
+    if cut is not None:
+        evidence["cut_ratio"] = cut
+    usage = {0: 0.6 - share, 1: 0.4, 2: share}
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage=usage, agreement=1.0, evidence=evidence)
+    entry = m.log[1]
+    assert entry["action"] == ("accept" if kept else "reject")
+    if kept:
+        assert entry["numbers"]["apart"] and m.apart == [2]
+        assert "a small mode apart from its parent in the graph" in entry["reason"]
+    else:
+        assert "new pot 2 faded to" in entry["reason"] and m.apart == []
+
+
+def test_an_apart_pot_is_pruned_only_below_min_usage_apart():
+    m = manager(start_pots=2, heldout_stop=False, min_usage_apart=0.02, num_pots=6)
+    feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    small = {"gain": 0.01, "se": 0.01, "z": 1.0, "cut_ratio": 0.005}
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.57, 1: 0.4, 2: 0.03}, evidence=small)
+    assert m.apart == [2] and m.log[-1]["action"] == "unlock"  # the next split, of pot 0
+    # at the next stage end pot 2 holds 0.03 (kept, < min_usage) and then 0.01 (pruned)
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.37, 1: 0.4, 2: 0.03, 3: 0.2}, evidence=small)
+    assert 2 in m.open and not any(e["action"] == "prune" for e in m.log)
+    state = json.loads(json.dumps(m.state_dict()))
+    assert state["apart"] == [2]
+    fresh = manager(start_pots=2, heldout_stop=False, min_usage_apart=0.02, num_pots=6)
+    fresh.load_state_dict(state)
+    assert fresh.apart == [2]
+    feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.19, 1: 0.4, 2: 0.01, 3: 0.2, 4: 0.2})
+    prune = [e for e in m.log if e["action"] == "prune"]
+    assert [e["pot"] for e in prune] == [2] and prune[0]["numbers"]["min_usage"] == 0.02
+    assert 2 not in m.apart
+
+
 def test_no_prune_in_a_stage_whose_split_is_undone():
     m = manager(start_pots=3, heldout_stop=False)
     feed(m, [10, 9, 8, 8, 8], usage={0: 0.4, 1: 0.3, 2: 0.3})
@@ -443,6 +493,8 @@ def test_state_round_trip_resumes_exactly():
             {"pending": {"pot": 1, "parent": 0, "attempt": 1, "previous_best": 1.0, "scores": {}}},
             "proposal",
         ),
+        ({"apart": [1, 1]}, "apart must be a list of distinct"),
+        ({"apart": [7]}, "apart holds ids outside 0..3"),
     ],
 )
 def test_a_state_that_no_manager_could_reach_is_refused(change, problem):

@@ -276,6 +276,20 @@ class CurriculumConfig(Section):
     min_usage: float = key(
         number(0, 1, high_open=True), 0.02, "usage below which a pot counts as unused"
     )
+    min_usage_apart: float = key(
+        number(0, 1, high_open=True),
+        0.01,
+        "with the neighbour graph: a new pot below min_usage is kept, down to this usage, "
+        "when its boundary with its parent cuts at most max_cut_ratio_apart of what a random "
+        "split would (a small mode apart in the graph, not a sliver of one); 0, or a value "
+        "not below min_usage: min_usage for every pot (the default until 2026-11-27)",
+    )
+    max_cut_ratio_apart: float = key(
+        number(0),
+        0.02,
+        "with min_usage_apart: the most a small new pot's boundary with its parent may cut, "
+        "as a share of a random split's edges (cut_ratio), for the pot to count as apart",
+    )
     kick_steps: int = key(
         integer(0, MAX_EPOCHS),
         600,

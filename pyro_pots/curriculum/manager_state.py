@@ -32,7 +32,7 @@ class ManagerState:
     #: attributes saved only when not empty, and read as empty from a state without them:
     #: a state written before they existed loads, and one that never set them is as it was
     #: (the resume check compares a checkpoint's layout with a fresh trainer's).
-    _OPTIONAL_STATE = ("protected",)
+    _OPTIONAL_STATE = ("protected", "apart")
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything needed to resume exactly (plain Python values and the snapshot)."""
@@ -46,7 +46,8 @@ class ManagerState:
         """Restore :meth:`state_dict`'s output exactly, after checking that it is one: the
         open pots are distinct ids below ``num_pots``, the kick countdown is a count, and
         a pending split names an open pot, its parent and its proposal, and the protected
-        pots (none when the state has no ``protected``) are distinct pot ids."""
+        and the apart pots (none when the state has no ``protected`` or ``apart``) are
+        distinct pot ids."""
         missing = [name for name in self._STATE if name not in state]
         if missing:
             raise ValueError(f"stage-manager state lacks {missing}")
@@ -72,11 +73,12 @@ def _state_problem(state: Dict[str, Any], num_pots: int, proposals: int) -> Opti
         return f"open holds ids outside 0..{num_pots - 1}"
     if not _is_count(state["kick_remaining"], 2**31):
         return "kick_remaining must be a count"
-    protected = state.get("protected", [])
-    if not isinstance(protected, list) or len(set(map(repr, protected))) != len(protected):
-        return "protected must be a list of distinct pot ids"
-    if not all(_is_count(pot, num_pots) for pot in protected):
-        return f"protected holds ids outside 0..{num_pots - 1}"
+    for name in ("protected", "apart"):
+        pots_named = state.get(name, [])
+        if not isinstance(pots_named, list) or len(set(map(repr, pots_named))) != len(pots_named):
+            return f"{name} must be a list of distinct pot ids"
+        if not all(_is_count(pot, num_pots) for pot in pots_named):
+            return f"{name} holds ids outside 0..{num_pots - 1}"
     pending = state["pending"]
     if pending is None:
         return None

@@ -103,6 +103,10 @@ class StageManager(ManagerState):
     :param float normality_critical: split only pots whose normality statistic exceeds
         this; 0 switches the test off.
     :param bool heldout_stop: stop at the first split that does not gain ``min_gain``.
+    :param float min_usage_apart: the least share of a new pot below ``min_usage`` that is
+        kept (and later pruned) as a small mode apart in the graph; 0 switches this off.
+    :param float max_cut_ratio_apart: the most a new pot's boundary with its parent may
+        cut (the evidence's ``cut_ratio``) for the pot to count as apart.
     :param int max_fades: parents in a row whose every split proposal faded or drifted
         before the curriculum stops.
     :param float min_agreement: the least agreement (adjusted Rand index) between a split's
@@ -131,6 +135,8 @@ class StageManager(ManagerState):
         rel_tol: float,
         smoothing: float,
         min_usage: float,
+        min_usage_apart: float,
+        max_cut_ratio_apart: float,
         kick_epochs: int,
         parent_rule: str,
         normality_critical: float,
@@ -158,6 +164,8 @@ class StageManager(ManagerState):
         self.rel_tol = rel_tol
         self.smoothing = smoothing
         self.min_usage = min_usage
+        self.min_usage_apart = min_usage_apart
+        self.max_cut_ratio_apart = max_cut_ratio_apart
         self.kick_epochs = kick_epochs
         self.parent_rule = parent_rule
         self.normality_critical = normality_critical
@@ -183,6 +191,7 @@ class StageManager(ManagerState):
         self.pending: Optional[Dict[str, Any]] = None  # the unlock under evaluation
         self.tried: List[int] = []  # parents whose split faded since the last accepted one
         self.protected: List[int] = []  # pots never chosen as a parent (see protect)
+        self.apart: List[int] = []  # small pots kept because they are apart in the graph
         self.stopped = False
         self.stop_reason = ""
         self.log: List[Dict[str, Any]] = []
@@ -328,10 +337,12 @@ class StageManager(ManagerState):
         """Close pots that lost their data to later splits, once the stage's split (if
         any) is accepted; each is logged as ``prune``."""
         for pot in list(self.open):
-            if usage.get(pot, 0.0) < self.min_usage and len(self.open) > 1:
+            floor = self.min_usage_apart if pot in self.apart else self.min_usage
+            if usage.get(pot, 0.0) < floor and len(self.open) > 1:
                 self.open.remove(pot)
-                numbers = {"usage": usage.get(pot, 0.0), "min_usage": self.min_usage}
+                numbers = {"usage": usage.get(pot, 0.0), "min_usage": floor}
                 self._decide("prune", pot=pot, numbers=numbers, reason="the pot lost its data")
+        self.apart = [pot for pot in self.apart if pot in self.open]  # the pruned go
 
     def _judge(self, usage, agreement, evidence, numbers) -> Optional[Decision]:
         """Accept the pending split (returns None), or reject it: retry with another
@@ -352,7 +363,10 @@ class StageManager(ManagerState):
             self.evidence_z > 0 and ev_z is not None and ev_gain > 0 and ev_z >= self.evidence_z
         )
         why = None
-        if min(share, kept) < self.min_usage:
+        apart = self._is_apart(share, kept, (evidence or {}).get("cut_ratio"))
+        if apart:
+            numbers.update(apart=True, min_usage_apart=self.min_usage_apart)
+        if min(share, kept) < self.min_usage and not apart:
             # either side emptied: the data did not take the split (a parent that lost all
             # its rows to the new pot is a relabelling, not a split)
             faded, left = (new, share) if share <= kept else (parent, kept)
@@ -406,6 +420,13 @@ class StageManager(ManagerState):
         self.pending = None
         self.tried = []
         reason = "the new pot holds data after the kick"
+        if apart:
+            self.apart.append(new)
+            reason = (
+                f"the new pot holds {share:.3f} of the data (< min_usage {self.min_usage}), a "
+                f"small mode apart from its parent in the graph (cut ratio "
+                f"{evidence['cut_ratio']:.3f} <= max_cut_ratio_apart {self.max_cut_ratio_apart})"
+            )
         if numbers.get("drift_overridden"):
             reason = (
                 f"the split moved from its proposal (agreement {agreement:.3f}) but its "
@@ -415,6 +436,15 @@ class StageManager(ManagerState):
             )
         self._decide("accept", pot=new, parent=parent, numbers=dict(numbers), reason=reason)
         return None
+
+    def _is_apart(self, share: float, kept: float, cut: Optional[float]) -> bool:
+        """Whether a new pot below ``min_usage`` is a small mode apart from its parent in
+        the neighbour graph (kept down to ``min_usage_apart``) rather than a sliver: it is
+        the smaller side, holds at least ``min_usage_apart`` and its boundary cuts at most
+        ``max_cut_ratio_apart`` of what a random split would."""
+        if self.min_usage_apart <= 0 or cut is None or share >= self.min_usage:
+            return False
+        return self.min_usage_apart <= share < kept and cut <= self.max_cut_ratio_apart
 
     def _unlock(
         self,

@@ -53,6 +53,8 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         rel_tol=c.rel_tol,
         smoothing=c.smoothing,
         min_usage=c.min_usage,
+        min_usage_apart=c.min_usage_apart,
+        max_cut_ratio_apart=c.max_cut_ratio_apart,
         kick_epochs=math.ceil(c.kick_steps / steps_per_epoch),
         parent_rule=c.parent_rule,
         normality_critical=c.normality_critical,

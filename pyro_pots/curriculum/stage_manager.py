@@ -79,8 +79,12 @@ class StageManager(ManagerState):
       ``max_fades`` parents in a row the curriculum stops. With ``heldout_stop``, a split
       must also beat the previous stage's best loss by ``min_gain`` nats per row; if it does
       not, the snapshot is restored and the curriculum stops (the greedy held-out rule).
+    - **Small pots apart**: a new pot below ``min_usage`` is not faded when it holds at
+      least ``min_usage_apart`` and its boundary with its parent cuts at most
+      ``max_cut_ratio_apart`` of what a random split would (a small mode apart in the
+      graph, not a sliver of one); the other tests still judge it.
     - **Prune**: at each stage end, an open pot that lost its data to later splits (below
-      ``min_usage``) is closed.
+      ``min_usage``, or below ``min_usage_apart`` for a pot kept as apart) is closed.
     - **Unlock**: the candidates are the open pots not yet tried since the last accepted
       split and, when ``normality_critical > 0``, whose normality statistic exceeds it (the
       pot's codes are not one Gaussian blob). The parent is the candidate with the largest

@@ -94,3 +94,13 @@ def test_no_contrast_without_a_boundary():
     x, blob = _blobs((0.0, 0.0), (12.0, 0.0))
     graph = nearest_neighbours(x, 10)
     assert cut_contrast(blob, graph, x, 0, 3, seed=0) is None  # pot 3 is empty
+
+
+def test_without_inner_cuts_the_boundary_is_still_reported():
+    # two pots of three rows each: no inner bisection (fewer than four rows), yet the
+    # boundary's cut ratio is what max_cut_ratio and min_usage_apart judge by
+    x, _ = _blobs((0.0, 0.0), n=6)
+    graph = nearest_neighbours(x, 3)
+    pots = torch.tensor([0, 1, 0, 1, 0, 1])
+    result = cut_contrast(pots, graph, x, 0, 1, seed=0)
+    assert result == {"cut_ratio": cut_ratio(pots, graph, 0, 1)}

@@ -77,21 +77,20 @@ def cut_contrast(
     """
     The boundary between pots ``a`` and ``b`` against the cuts inside them:
     ``cut_ratio`` (the boundary's), ``inner_cut_<pot>`` for each pot whose
-    :func:`inner_cut_ratio` is defined, and ``cut_contrast``, the largest of
+    :func:`inner_cut_ratio` is defined, and, when one is, ``cut_contrast``, the largest of
     ``max(inner / cut, cut / inner)`` over those pots (at least 1; infinite when exactly
     one of the two is 0). About 1: both sides' best inner cuts are as dense as the
     boundary, one mode cut in two; large: a gap between the sides, or a gap inside one.
-    None when the boundary or both inner cuts are undefined.
+    None when the boundary is undefined.
     """
     boundary = cut_ratio(pots, neighbours, a, b)
+    if boundary is None:
+        return None
     inner = {pot: inner_cut_ratio(pots, neighbours, x, pot, seed, max_rows) for pot in (a, b)}
     inner = {pot: value for pot, value in inner.items() if value is not None}
-    if boundary is None or not inner:
-        return None
-    result = {
-        "cut_ratio": boundary,
-        "cut_contrast": max(_factor(boundary, v) for v in inner.values()),
-    }
+    result = {"cut_ratio": boundary}
+    if inner:  # without an inner cut the boundary is still judged by max_cut_ratio
+        result["cut_contrast"] = max(_factor(boundary, v) for v in inner.values())
     result.update({f"inner_cut_{pot}": value for pot, value in inner.items()})
     return result
 

@@ -175,6 +175,13 @@ OURS = {
     "no cut-ratio test (default until 2026-11-27)": ["curriculum.max_cut_ratio=0"],
     "no cut-contrast test (default until 2026-11-27)": ["curriculum.min_cut_contrast=0"],
     "no small pots apart (default until 2026-11-27)": ["curriculum.min_usage_apart=0"],
+    "whitened normality, codes first where the rows look normal": [
+        "curriculum.normality_whitened=true"
+    ],
+    "normality on rows and codes (default until 2026-11-27)": [
+        "curriculum.normality_whitened=false",
+        "curriculum.evidence_z=0",
+    ],
     "Potts evidence z>=2 + spectral first": [
         "curriculum.min_evidence_z=2",
         "curriculum.split_proposals=spectral,two_means",

@@ -16,8 +16,13 @@ from pyro_pots import PotsVAE, pots_mask
 from pyro_pots.curriculum import Decision, proposals
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.normality import CRITICAL_1E4, split_normality, whitened
-from pyro_pots.curriculum.proposals import parse_proposals, propose
-from pyro_pots.training.stage_scores import controlled_gain, heldout_pots, paired_gain
+from pyro_pots.curriculum.proposals import parse_proposals, proposal_order, propose
+from pyro_pots.training.stage_scores import (
+    controlled_gain,
+    heldout_pots,
+    normality_tests,
+    paired_gain,
+)
 
 
 def _rings(n=600, seed=0):
@@ -171,6 +176,83 @@ def test_a_codes_proposal_splits_the_parents_rows_by_their_codes():
     expected = propose("two_means", whitened(scores.codes[0][rows]), 1)
     got = (t.kick.targets[rows] == 1).long().numpy()
     assert len(rows) > 0 and adjusted_rand_score(expected, got) == 1.0
+
+
+SPECTRAL_FIRST = {"curriculum.split_proposals": "spectral,two_means"}
+HIDDEN = {"rows": 0.3, "codes": 0.2, "whitened": 40.0}  # modes only whitening shows
+
+
+@pytest.mark.parametrize(
+    "proposals, tests, order",
+    [
+        (("spectral", "two_means"), HIDDEN, ("codes", "spectral")),  # as many in all
+        (("spectral", "two_means", "codes"), HIDDEN, ("codes", "spectral", "two_means")),
+        (("two_means",), HIDDEN, ("codes",)),
+        # the raw codes show the modes, the rows do not (measured on the nuisance set)
+        (("spectral", "two_means"), {"rows": 0.5, "codes": 38.4}, ("codes", "spectral")),
+        # the rows show modes too: split the rows as configured
+        (("spectral", "two_means"), {**HIDDEN, "rows": 5.0}, ("spectral", "two_means")),
+        # one blob by every test (a retry's parent), or no test at all: as configured
+        (("spectral", "two_means"), {**HIDDEN, "whitened": 1.0}, ("spectral", "two_means")),
+        (("spectral", "two_means"), {}, ("spectral", "two_means")),
+    ],
+)
+def test_a_pot_whose_codes_but_not_rows_show_modes_is_split_on_its_codes_first(
+    proposals, tests, order
+):
+    assert tuple(proposal_order(proposals, tests, CRITICAL_1E4)) == order
+
+
+def test_normality_tests_are_the_split_test_on_codes_rows_and_whitened_codes():
+    t = _trainer()
+    t.manager.open.append(1)
+    t.vae.open_pots([0, 1])
+    scores = t.evaluate()["scores"]
+    own = scores.resp.argmax(-1)
+    got = normality_tests(scores, t.train_x, 3, whitened_codes=True)
+    assert set(got) == {0, 1}
+    for j, pot in enumerate(scores.pots.tolist()):
+        codes = scores.codes[j][own == j]
+        assert got[pot] == {
+            "codes": split_normality(codes, 3),
+            "rows": split_normality(t.train_x[own == j], 3),
+            "whitened": split_normality(whitened(codes), 3),
+        }
+    assert set(normality_tests(scores, t.train_x, 3)[0]) == {"codes", "rows"}
+
+
+def test_a_pot_whose_rows_look_normal_gets_the_codes_proposal_noted_and_kept_for_retries():
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.normality_whitened": True})
+    t.train_epoch()
+    ev = t.evaluate()
+    t.normality_tests = {0: dict(HIDDEN)}  # what the stage end would have measured
+    decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 40.0})
+    t.act(decision, ev["scores"], ev["heldout_rows"])
+    assert t.manager.log[-1]["numbers"]["proposal"] == "codes"
+    assert t.manager.log[-1]["numbers"]["normality_tests"] == HIDDEN
+    rows = (t.kick.targets != NO_TARGET).nonzero().squeeze(-1)
+    expected = propose("two_means", whitened(ev["scores"].codes[0][rows]), decision.pot)
+    got = (t.kick.targets[rows] == decision.pot).long().numpy()
+    assert adjusted_rand_score(expected, got) == 1.0
+    # the retry's stage end measures the split, not the parent: the order stays
+    t.normality_tests = {0: {"rows": 9.0, "codes": 9.0, "whitened": 9.0}}
+    assert t.proposal_order(0, 1) == ("codes", "spectral")
+    assert t.proposal_order(0, 0) == ("spectral", "two_means")  # a new first attempt
+    # without the whitened test the configured order stands, as before it
+    plain = _trainer(**{**SPECTRAL_FIRST, "curriculum.normality_whitened": False})
+    plain.normality_tests = {0: dict(HIDDEN)}
+    assert plain.proposal_order(0, 0) == ("spectral", "two_means")
+
+
+def test_the_manager_notes_how_the_trainer_carried_out_its_last_unlock():
+    t = _trainer()
+    assert not t.manager.note_unlock(1, proposal="spectral")  # nothing logged yet
+    t.train_epoch()
+    ev = t.evaluate()
+    decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 9.0})
+    assert not t.manager.note_unlock(decision.pot + 1, proposal="spectral")  # another pot
+    assert t.manager.note_unlock(decision.pot, proposal="spectral")
+    assert t.manager.log[-1]["numbers"]["proposal"] == "spectral"
 
 
 def test_proposals_leave_too_few_distinct_rows_with_the_parent():

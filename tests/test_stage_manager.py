@@ -151,6 +151,9 @@ DRIFTED = {0: 0.3, 1: 0.4, 2: 0.3}  # both sides hold data: only the agreement c
         (3.0, {"gain": -0.6, "se": 0.05, "z": -12.0}, False),  # a loss, however certain
         (3.0, None, False),  # no evidence measured
         (0.0, STRONG, False),  # the override is off
+        (4.0, STRONG, True),  # the default
+        # the strongest undone split of the benchmark runs (breast cancer, a drift): 3.1 SE
+        (4.0, {"gain": 4.659, "se": 1.503, "z": 3.1}, False),
     ],
 )
 def test_evidence_far_above_its_noise_overrides_a_drift_veto(evidence_z, evidence, kept):

@@ -248,6 +248,17 @@ class StageManager(ManagerState):
             return self._reject(why, {}, stop=True)
         return self._finish(reason, {})
 
+    def note_unlock(self, pot: int, **numbers: Any) -> bool:
+        """Add ``numbers`` to the logged unlock of ``pot`` when it is the last decision: how
+        the trainer carried it out (the split proposal it used), so that ``stages.json``
+        says it beside the why. Returns whether it was (an unlock the trainer was handed
+        from elsewhere, as by hand, is not in this log)."""
+        last = self.log[-1] if self.log else {}
+        if last.get("action") != "unlock" or last.get("pot") != pot:
+            return False
+        last.setdefault("numbers", {}).update(numbers)
+        return True
+
     def grow(self, numbers: Dict[str, Any]) -> Decision:
         """Go on after a stop, on new data (``fit --resume-from``): the open pots stay, and a
         new stage starts with fresh plateau tracking (losses on other data are not

@@ -203,22 +203,25 @@ def misfit(scores: PotScores) -> Dict[int, float]:
     return dict(zip(scores.pots.tolist(), total.tolist()))
 
 
-def normality(
+def normality_tests(
     scores: PotScores, train_x: torch.Tensor, seed: int, whitened_codes: bool = False
-) -> Dict[int, float]:
-    """Each open pot's normality statistic: the larger of the split test on its latent
-    codes and on its rows themselves, and with ``whitened_codes`` on its
-    :func:`~pyro_pots.curriculum.normality.whitened` codes too. (On codes alone, measured
-    on synthetic K = 8, a pot holding two clusters could score below the critical value:
-    the KL term had pulled the two clusters' codes into one blob; on raw codes and rows,
-    clusters beside a wider Gaussian nuisance direction scored 0.2-0.3, and 40 whitened.)"""
+) -> Dict[int, Dict[str, float]]:
+    """Each open pot's normality statistics by test: the split test
+    (:func:`~pyro_pots.curriculum.normality.split_normality`) on its latent ``codes``, on
+    its ``rows`` themselves and, with ``whitened_codes``, on its
+    :func:`~pyro_pots.curriculum.normality.whitened` codes (``whitened``). (On codes
+    alone, measured on synthetic K = 8, a pot holding two clusters could score below the
+    critical value: the KL term had pulled the two clusters' codes into one blob; on raw
+    codes and rows, clusters beside a wider Gaussian nuisance direction scored 0.2-0.3, and
+    40 whitened.)"""
     own = scores.resp.argmax(-1)
     statistics = {}
     for j, pot in enumerate(scores.pots.tolist()):
         codes = scores.codes[j][own == j]
-        tests = [codes, train_x[own == j][:MAX_SPLIT_ROWS]]
-        tests += [whitened(codes)] if whitened_codes else []
-        statistics[pot] = max(split_normality(data, seed) for data in tests)
+        tests = {"codes": codes, "rows": train_x[own == j][:MAX_SPLIT_ROWS]}
+        if whitened_codes:
+            tests["whitened"] = whitened(codes)
+        statistics[pot] = {name: split_normality(data, seed) for name, data in tests.items()}
     return statistics
 
 

@@ -14,7 +14,7 @@ kick the routing is the model's own; a split the data does not support fades.
 
 import contextlib
 import math
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pyro
 import torch
@@ -26,7 +26,7 @@ from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.gaps import cut_contrast
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_among
-from pyro_pots.curriculum.proposals import ON_CODES, parse_proposals, propose
+from pyro_pots.curriculum.proposals import ON_CODES, parse_proposals, proposal_order, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
@@ -75,6 +75,10 @@ class CurriculumTrainer(TrainerState):
         self.train_x = train_x.to(self.device)
         self.heldout_x = heldout_x.to(self.device) if len(heldout_x) else self.train_x
         self.proposals = parse_proposals(cfg.curriculum.split_proposals)
+        # each pot's normality statistics by test at the last stage end (rank 0), and the
+        # order of the pending split's proposals (fixed at its first attempt)
+        self.normality_tests: Dict[int, Dict[str, float]] = {}
+        self.split_order: Optional[Tuple[int, Sequence[str]]] = None
         self.neighbour_prior = neighbour_prior
         # each held-out row's neighbours among the training rows: a split's evidence is
         # scored under the Potts prior the model is trained with
@@ -277,7 +281,9 @@ class CurriculumTrainer(TrainerState):
             kept.update(self.train_scores())
             scores = kept["scores"]
             whitened = self.cfg.curriculum.normality_whitened
-            normality = stage_scores.normality(scores, self.train_x, seed, whitened)
+            tests = stage_scores.normality_tests(scores, self.train_x, seed, whitened)
+            self.normality_tests = tests
+            normality = {pot: max(by_test.values()) for pot, by_test in tests.items()}
             agreement, cut = self.split_agreement(scores), self.split_cut(scores)
             return kept["misfit"], normality, agreement, cut, self.potts_rows(scores)
 
@@ -371,9 +377,10 @@ class CurriculumTrainer(TrainerState):
     def _split(self, parent: int, new: int, attempt: int, scores: Optional[PotScores]) -> None:
         """Copy the parent into the new pot (or draw it afresh: ``new_pot_init``) and start
         the kick on a two-way partition of the parent's rows: the ``attempt``-th proposal
-        of ``curriculum.split_proposals`` (:mod:`~pyro_pots.curriculum.proposals`), with
-        noise of its own. Under torchrun the targets come from rank 0, which holds the
-        stage-end ``scores``."""
+        of ``curriculum.split_proposals`` in the parent's
+        :func:`~pyro_pots.curriculum.proposals.proposal_order`, with noise of its own; the
+        proposal used is noted in the unlock's record. Under torchrun the targets come from
+        rank 0, which holds the stage-end ``scores``."""
         c = self.cfg.curriculum
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new + 7919 * attempt)
         if c.new_pot_init == "fresh":
@@ -381,10 +388,10 @@ class CurriculumTrainer(TrainerState):
         else:
             copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
 
-        def targets() -> torch.Tensor:
+        def targets() -> Tuple[str, torch.Tensor]:
             rows = stage_scores.rows_of_pot(scores, parent)
             rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
-            method = self.proposals[attempt]
+            method = self.proposal_order(parent, attempt)[attempt]
             codes = None
             if method in ON_CODES:  # the parent's latent codes of the same rows
                 own = scores.codes[scores.pots.tolist().index(parent)]
@@ -393,9 +400,26 @@ class CurriculumTrainer(TrainerState):
             halves = torch.as_tensor(propose(method, data, new, codes))
             result = torch.full_like(self.kick.targets, NO_TARGET)
             result[rows] = torch.where(halves == 1, new, parent)
-            return result
+            return method, result
 
-        self.kick.start(new, distributed.from_main(targets))
+        method, result = distributed.from_main(targets)
+        tests = self.normality_tests.get(parent, {})
+        self.manager.note_unlock(new, proposal=method, normality_tests=dict(tests))
+        self.kick.start(new, result)
+
+    def proposal_order(self, parent: int, attempt: int) -> Sequence[str]:
+        """The order of ``parent``'s split proposals: with ``normality_whitened``, set from
+        its normality tests at the first attempt and kept for its retries (a retry's
+        stage-end tests are the split's, not the parent's; after a resume between the two,
+        the latest tests decide); without, as configured."""
+        c = self.cfg.curriculum
+        if not c.normality_whitened:  # the configured order, as before the whitened test
+            return self.proposals
+        if attempt == 0 or self.split_order is None or self.split_order[0] != parent:
+            tests = self.normality_tests.get(parent, {})
+            order = proposal_order(self.proposals, tests, c.normality_critical)
+            self.split_order = (parent, order)
+        return self.split_order[1]
 
     # -- the loop ------------------------------------------------------------------
     def run(self, on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:

@@ -388,7 +388,7 @@ class CurriculumTrainer(TrainerState):
         else:
             copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
 
-        def targets() -> Tuple[str, torch.Tensor]:
+        def targets() -> Tuple[str, Dict[str, float], torch.Tensor]:
             rows = stage_scores.rows_of_pot(scores, parent)
             rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
             method = self.proposal_order(parent, attempt)[attempt]
@@ -400,11 +400,14 @@ class CurriculumTrainer(TrainerState):
             halves = torch.as_tensor(propose(method, data, new, codes))
             result = torch.full_like(self.kick.targets, NO_TARGET)
             result[rows] = torch.where(halves == 1, new, parent)
-            return method, result
+            return method, dict(self.normality_tests.get(parent, {})), result
 
-        method, result = distributed.from_main(targets)
-        tests = self.normality_tests.get(parent, {})
-        self.manager.note_unlock(new, proposal=method, normality_tests=dict(tests))
+        # every rank notes the same: the tests are rank 0's
+        method, tests, result = distributed.from_main(targets)
+        noted = {"proposal": method}
+        if attempt == 0:  # the statistics that set the order of the parent's proposals
+            noted["normality_tests"] = tests
+        self.manager.note_unlock(new, **noted)
         self.kick.start(new, result)
 
     def proposal_order(self, parent: int, attempt: int) -> Sequence[str]:

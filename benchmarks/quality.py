@@ -178,6 +178,7 @@ OURS = {
     "whitened normality, codes first where the rows look normal": [
         "curriculum.normality_whitened=true"
     ],
+    "kick 1200 steps": ["curriculum.kick_steps=1200"],
     "normality on rows and codes (default until 2026-11-27)": [
         "curriculum.normality_whitened=false",
         "curriculum.evidence_z=0",

@@ -179,6 +179,7 @@ OURS = {
         "curriculum.normality_whitened=true"
     ],
     "kick 1200 steps": ["curriculum.kick_steps=1200"],
+    "kick 1200 steps, 2x budget": ["curriculum.kick_steps=1200", "train.max_epochs=3200"],
     "normality on rows and codes (default until 2026-11-27)": [
         "curriculum.normality_whitened=false",
         "curriculum.evidence_z=0",

@@ -236,12 +236,12 @@ def test_a_pot_whose_rows_look_normal_gets_the_codes_proposal_noted_and_kept_for
     assert adjusted_rand_score(expected, got) == 1.0
     # the retry's stage end measures the split, not the parent: the order stays
     t.normality_tests = {0: {"rows": 9.0, "codes": 9.0, "whitened": 9.0}}
-    assert t.proposal_order(0, 1) == ("codes", "spectral")
-    assert t.proposal_order(0, 0) == ("spectral", "two_means")  # a new first attempt
+    assert t.proposals_for(0, 1) == ("codes", "spectral")
+    assert t.proposals_for(0, 0) == ("spectral", "two_means")  # a new first attempt
     # without the whitened test the configured order stands, as before it
     plain = _trainer(**{**SPECTRAL_FIRST, "curriculum.normality_whitened": False})
     plain.normality_tests = {0: dict(HIDDEN)}
-    assert plain.proposal_order(0, 0) == ("spectral", "two_means")
+    assert plain.proposals_for(0, 0) == ("spectral", "two_means")
 
 
 def test_the_manager_notes_how_the_trainer_carried_out_its_last_unlock():

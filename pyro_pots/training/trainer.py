@@ -391,7 +391,7 @@ class CurriculumTrainer(TrainerState):
         def targets() -> Tuple[str, Dict[str, float], torch.Tensor]:
             rows = stage_scores.rows_of_pot(scores, parent)
             rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
-            method = self.proposal_order(parent, attempt)[attempt]
+            method = self.proposals_for(parent, attempt)[attempt]
             codes = None
             if method in ON_CODES:  # the parent's latent codes of the same rows
                 own = scores.codes[scores.pots.tolist().index(parent)]
@@ -410,7 +410,7 @@ class CurriculumTrainer(TrainerState):
         self.manager.note_unlock(new, **noted)
         self.kick.start(new, result)
 
-    def proposal_order(self, parent: int, attempt: int) -> Sequence[str]:
+    def proposals_for(self, parent: int, attempt: int) -> Sequence[str]:
         """The order of ``parent``'s split proposals: with ``normality_whitened``, set from
         its normality tests at the first attempt and kept for its retries (a retry's
         stage-end tests are the split's, not the parent's; after a resume between the two,

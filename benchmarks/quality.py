@@ -81,6 +81,7 @@ DATASETS = {
     "digits": ("digits", []),
     **{f"synthetic k={k}": (f"synthetic:k={k},seed={{seed}}", []) for k in (3, 5, 8)},
     "breast cancer": ("{out}/breast_cancer.npz", ["model.likelihood=normal"]),
+    "wine (raw)": ("{out}/wine.npz", []),
     "rings": ("{out}/rings_{seed}.npz", ["model.likelihood=normal"]),
     "shifted templates": ("{out}/shifted_{seed}.npz", []),
     "nuisance": ("{out}/nuisance_{seed}.npz", ["model.likelihood=normal"]),
@@ -93,6 +94,7 @@ DATASETS = {
 OURS = {
     "pyro-pots": [],
     "all pots open": None,
+    "data as given (default until 2026-11-27)": ["data.scaling=none"],
     "prior none": ["prior.kind=none"],
     "prior categorical_kl": ["prior.kind=categorical_kl"],
     "no kick": ["curriculum.kick_steps=0"],
@@ -202,6 +204,21 @@ def write_breast_cancer(out: Path) -> None:
     x = bunch.data
     partial = out / f"breast_cancer.{os.getpid()}.npz"  # runs side by side share --out
     np.savez(partial, X=(x - x.mean(0)) / x.std(0), y=bunch.target)
+    partial.replace(path)
+
+
+def write_wine(out: Path) -> None:
+    """scikit-learn's bundled wine table (178 rows, 3 cultivars) as it is: 13 measurements
+    on their own scales (proline in the hundreds to 1680, hue 0.5-1.7), the way a user's
+    table arrives."""
+    from sklearn.datasets import load_wine
+
+    path = out / "wine.npz"
+    if path.exists():
+        return
+    bunch = load_wine()
+    partial = out / f"wine.{os.getpid()}.npz"  # runs side by side share --out
+    np.savez(partial, X=bunch.data, y=bunch.target)
     partial.replace(path)
 
 
@@ -533,6 +550,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_breast_cancer(out)
+    write_wine(out)
     for seed in args.seeds:
         write_rings(out, seed)
         write_shifted_templates(out, seed)

@@ -449,7 +449,7 @@ def calibrate(
     median = torch.stack(median)
     calibration = Calibration(mixture_weights(resp), median, saturated, neighbours)
     if neighbours:
-        rows = train_x.cpu()
+        rows = vae.standardize(train_x).cpu()  # distances in the units the model reads
         calibration.among, calibration.ratio, calibration.combine = among, ratio, combine
         if among == "all":
             calibration.reference = [rows]
@@ -486,7 +486,7 @@ def row_scores(
     own = misfit.gather(-1, assign[:, None]).squeeze(-1)
     ood = own - calibration.median[assign]
     if calibration.neighbours:
-        dist = _distance_term(x.cpu(), assign.cpu(), calibration, own=False)
+        dist = _distance_term(vae.standardize(x).cpu(), assign.cpu(), calibration, own=False)
         if calibration.combine == "fisher":
             p_m = _tail_probability(ood.double().cpu(), calibration.null[0])
             p_d = _tail_probability(dist, calibration.null[1])

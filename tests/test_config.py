@@ -91,6 +91,7 @@ TABLE_DEFAULTS = {
     "model.likelihood": "auto",
     "data.heldout_fraction": 0.1,
     "data.seed": 0,
+    "data.scaling": "auto",
     "prior.lam_warmup_epochs": 10,
     "curriculum.start_pots": 1,
     "curriculum.min_stage_epochs": 10,

@@ -67,8 +67,13 @@ def test_auto_looks_at_every_part_of_the_data(unit):
 
 @pytest.mark.parametrize("name", LIKELIHOODS)
 def test_an_explicit_likelihood_is_kept(name, standardised):
-    cfg = load_config(None, [f"model.likelihood={name}"])
+    scaling = "standard" if name == "normal" else "none"
+    cfg = load_config(None, [f"model.likelihood={name}", f"data.scaling={scaling}"])
     assert resolve_likelihood(cfg, Dataset(standardised)) is cfg
+    # data.scaling: auto is named by the likelihood, which stays
+    cfg = load_config(None, [f"model.likelihood={name}"])
+    resolved = resolve_likelihood(cfg, Dataset(standardised))
+    assert (resolved.model.likelihood, resolved.data.scaling) == (name, scaling)
 
 
 def test_auto_is_not_a_model_argument():

@@ -83,7 +83,13 @@ from pyro_pots.config.yaml_io import (
     dump_yaml,
     read_yaml,
 )
-from pyro_pots.data.dataset import AUTO_LIKELIHOOD, Dataset, auto_likelihood
+from pyro_pots.data.dataset import (
+    AUTO_LIKELIHOOD,
+    AUTO_SCALING,
+    Dataset,
+    auto_likelihood,
+    auto_scaling,
+)
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model.priors import LogitMoGPrior
 
@@ -204,20 +210,38 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
 def resolve_likelihood(cfg: Config, *data: Dataset | Any) -> Config:
     """``cfg`` with ``model.likelihood: auto`` replaced by the likelihood the data calls
     for: ``bernoulli`` when every value lies in [0, 1], ``normal`` otherwise
-    (:func:`~pyro_pots.data.dataset.auto_likelihood`). Call it where the data meets the
-    config, before the config is saved or a model built, so that a run's ``config.yaml``
-    names the likelihood it was fitted with.
+    (:func:`~pyro_pots.data.dataset.auto_likelihood`), and ``data.scaling: auto`` by the
+    scaling that likelihood takes (:func:`~pyro_pots.data.dataset.auto_scaling`). Call it
+    where the data meets the config, before the config is saved or a model built, so that
+    a run's ``config.yaml`` names the likelihood and the scaling it was fitted with.
 
     :param cfg: a configuration.
     :param data: what ``cfg`` is fitted to, all of it (held-out rows too, so that they lie
         in the chosen likelihood's support): :class:`~pyro_pots.data.Dataset` objects,
         numpy arrays or torch tensors.
-    :returns: ``cfg`` itself when its likelihood is named, else a resolved copy.
+    :returns: ``cfg`` itself when both are named, else a resolved copy.
+    :raises PotsInputError: ``data.scaling: standard`` with a bernoulli likelihood.
     """
-    if cfg.model.likelihood != AUTO_LIKELIHOOD:
+    likelihood = cfg.model.likelihood
+    if likelihood == AUTO_LIKELIHOOD:
+        rows = [part.X if isinstance(part, Dataset) else part for part in data]
+        likelihood = auto_likelihood(*rows)
+    scaling = cfg.data.scaling
+    if scaling == AUTO_SCALING:
+        scaling = auto_scaling(likelihood)
+    elif scaling == "standard" and auto_scaling(likelihood) != "standard":
+        raise PotsInputError(
+            f"config key 'data.scaling': 'standard' needs the normal likelihood; the "
+            f"{likelihood} likelihood reads data in [0, 1] as they are (set data.scaling: "
+            "none, or model.likelihood: normal)"
+        )
+    if (likelihood, scaling) == (cfg.model.likelihood, cfg.data.scaling):
         return cfg
-    rows = [part.X if isinstance(part, Dataset) else part for part in data]
-    return replace(cfg, model=replace(cfg.model, likelihood=auto_likelihood(*rows)))
+    return replace(
+        cfg,
+        model=replace(cfg.model, likelihood=likelihood),
+        data=replace(cfg.data, scaling=scaling),
+    )
 
 
 if __doc__ is not None:  # None under python -OO

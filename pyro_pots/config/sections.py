@@ -37,7 +37,7 @@ from pyro_pots.curriculum.normality import CRITICAL_1E4
 from pyro_pots.curriculum.replay import REPLAY_MODES
 from pyro_pots.curriculum.split import NEW_POT_INITS
 from pyro_pots.curriculum.stage_manager import PARENT_RULES
-from pyro_pots.data.dataset import AUTO_LIKELIHOOD
+from pyro_pots.data.dataset import AUTO_LIKELIHOOD, AUTO_SCALING, DATA_SCALINGS
 from pyro_pots.distributions import ROUTING_MODES
 from pyro_pots.errors import PotsInputError
 from pyro_pots.handlers import KickMessenger
@@ -66,6 +66,16 @@ class DataConfig(Section):
         number(0, 0.9), 0.1, "share of the rows held out (not trained on) to score stages"
     )
     seed: int = key(integer(0, MAX_SEED), 0, "seed of the held-out split")
+    scaling: str = key(
+        choice(DATA_SCALINGS + (AUTO_SCALING,)),
+        AUTO_SCALING,
+        "``standard``: the model reads and models each feature in units of its standard "
+        "deviation over the training rows, and the curriculum measures distances in them "
+        "(the likelihood stays a density over the data as given; ``normal`` likelihood "
+        "only); ``none``: the data as they are; ``auto``: ``standard`` with the ``normal`` "
+        "likelihood, else ``none``, resolved with the likelihood and recorded in the run's "
+        "config",
+    )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@ _UNIT_INTERVAL_LIKELIHOODS = frozenset({"bernoulli", "continuous_bernoulli"})
 #: choice, resolved before a model is built (:class:`~pyro_pots.model.PotsVAE` takes names).
 AUTO_LIKELIHOOD = "auto"
 
+#: How the model reads the data (:meth:`~pyro_pots.model.PotsVAE.standardize_to`):
+#: ``standard`` (each feature in units of its standard deviation) or ``none``.
+DATA_SCALINGS = ("standard", "none")
+#: The config's name for "by the likelihood" (:func:`auto_scaling`).
+AUTO_SCALING = "auto"
+
 
 def auto_likelihood(*rows: Any) -> str:
     """What ``likelihood: auto`` means for data: ``bernoulli`` when every value of every
@@ -35,6 +41,13 @@ def auto_likelihood(*rows: Any) -> str:
         if not (float(x.min()) >= 0.0 and float(x.max()) <= 1.0):
             return "normal"
     return "bernoulli"
+
+
+def auto_scaling(likelihood: str) -> str:
+    """What ``scaling: auto`` means for a likelihood: ``standard`` for ``normal`` (raw
+    measurements, whose features may be on any scale), ``none`` for the bernoulli ones
+    (their data lie in [0, 1] and are read as they are)."""
+    return "none" if likelihood in _UNIT_INTERVAL_LIKELIHOODS else "standard"
 
 
 def as_feature_matrix(array: object, where: str) -> np.ndarray:

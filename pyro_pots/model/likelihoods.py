@@ -17,7 +17,10 @@ class Likelihood(PyroModule):
       the usual cross-entropy "Bernoulli" likelihood (not normalised over [0, 1]).
     - ``continuous_bernoulli``: the normalised version on [0, 1] (Loaiza-Ganem and
       Cunningham, 2019).
-    - ``normal``: ``Normal(mean, scale)`` with a learned scale per feature.
+    - ``normal``: ``Normal(mean, scale)`` with a learned scale per feature, in the
+      standardised units of :meth:`set_units`: the distribution over the data's own units
+      is ``Normal(loc + unit * mean, unit * scale)``, the same density divided by the
+      Jacobian ``prod(unit)``.
 
     :param str kind: one of :data:`LIKELIHOODS`.
     :param int data_dim: D.
@@ -31,6 +34,23 @@ class Likelihood(PyroModule):
         self.kind = kind
         if kind == "normal":
             self.scale = PyroParam(torch.full((data_dim,), init_scale), constraints.positive)
+        # the data's units: x = loc + unit * (standardised x); the identity by default
+        self.register_buffer("loc", torch.zeros(data_dim))
+        self.register_buffer("unit", torch.ones(data_dim))
+
+    def set_units(self, loc: torch.Tensor, unit: torch.Tensor) -> None:
+        """Model the data as ``loc + unit * u``, ``u`` in the decoders' standardised units
+        (``normal`` only: the bernoulli likelihoods' support is [0, 1])."""
+        if self.kind != "normal":
+            raise ValueError(f"the {self.kind} likelihood takes data in [0, 1] as they are")
+        self.loc.copy_(loc)
+        self.unit.copy_(unit)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a model saved before the units existed modelled the data as they are
+        state_dict.setdefault(prefix + "loc", torch.zeros_like(self.loc))
+        state_dict.setdefault(prefix + "unit", torch.ones_like(self.unit))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
         """The distribution of x given the mixed decoder output ``out``."""
@@ -39,4 +59,4 @@ class Likelihood(PyroModule):
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
         if self.kind == "continuous_bernoulli":
             return dist.ContinuousBernoulli(logits=out).to_event(1)
-        return dist.Normal(out, self.scale).to_event(1)
+        return dist.Normal(self.loc + self.unit * out, self.unit * self.scale).to_event(1)

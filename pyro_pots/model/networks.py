@@ -62,10 +62,24 @@ class Encoder(PyroModule):
         self.trunk = PyroModule[nn.Linear](data_dim, hidden_dim)
         self.logits_head = PyroModule[nn.Linear](hidden_dim, num_pots * logits_params)
         self.latent_heads = GroupedLinear(num_pots, hidden_dim, 2 * latent_dim)
+        # the trunk reads (x - input_loc) / input_scale; the identity by default
+        self.register_buffer("input_loc", torch.zeros(data_dim))
+        self.register_buffer("input_scale", torch.ones(data_dim))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a model saved before the input scaling existed read the data as they are
+        state_dict.setdefault(prefix + "input_loc", torch.zeros_like(self.input_loc))
+        state_dict.setdefault(prefix + "input_scale", torch.ones_like(self.input_scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the units the trunk reads: ``(x - input_loc) / input_scale``."""
+        return (x - self.input_loc) / self.input_scale
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """The shared trunk's features of ``x``, read by every head."""
-        return softplus(self.trunk(x))
+        """The shared trunk's features of ``x`` (in the data's own units), read by every
+        head."""
+        return softplus(self.trunk(self.standardize(x)))
 
     def logits_params(self, h: torch.Tensor) -> torch.Tensor:
         """Raw output of the logits head, shape ``(N, K * logits_params)``."""

@@ -197,6 +197,34 @@ class PotsVAE(PyroModule):
         with handlers.active_pots(active=active), scale:
             yield
 
+    # -- the data's units -------------------------------------------------------------
+    @torch.no_grad()
+    def standardize_to(self, x: torch.Tensor) -> None:
+        """
+        Read and model the data in standardised units: the encoder reads each feature of
+        ``x`` less its mean over the rows, divided by its standard deviation (1 for a
+        feature that never varies), and the ``normal`` likelihood maps the decoders'
+        output back, so that the model is still a density over the data as given. Call it
+        once, before training, with the training rows. Inputs on scales far apart (a
+        feature in thousands beside one in tenths) otherwise saturate the encoder's trunk,
+        and the data's own units decide the curriculum's distances (:meth:`standardize`).
+
+        :param x: the training rows ``(N, D)``.
+        :raises ValueError: the likelihood is a bernoulli one (its support is [0, 1]).
+        """
+        loc = x.mean(0)
+        unit = x.std(0, unbiased=False)
+        unit = torch.where(unit > 0, unit, torch.ones_like(unit))
+        self.likelihood.set_units(loc, unit)
+        self.encoder.input_loc.copy_(loc)
+        self.encoder.input_scale.copy_(unit)
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the units the encoder reads (:meth:`standardize_to`; ``x`` itself
+        when the model was never standardised): where the curriculum measures distances
+        between rows."""
+        return self.encoder.standardize(x)
+
     # -- the param store -------------------------------------------------------------
     def _sync_param_store(self) -> None:
         """

@@ -20,7 +20,6 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
-from pyro_pots.curriculum.neighbours import NeighbourPrior
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.model.pots_vae import PotsVAE
 from pyro_pots.model.scoring import pot_scores
@@ -96,10 +95,7 @@ def set_training_rows(trainer, rows: torch.Tensor) -> None:
         bias=c.kick_bias,
         lam_factor=c.kick_lam_factor,
     )
-    if trainer.neighbour_prior is not None:
-        old = trainer.neighbour_prior
-        k = min(old.k, len(rows) - 1)
-        trainer.neighbour_prior = NeighbourPrior(trainer.train_x, k, old.beta, old.seed)
+    trainer.rebuild_graph()
 
 
 @dataclass

@@ -82,14 +82,7 @@ class CurriculumTrainer(TrainerState):
         self.neighbour_prior = neighbour_prior
         # each held-out row's neighbours among the training rows: a split's evidence is
         # scored under the Potts prior the model is trained with
-        self.heldout_neighbours: Optional[torch.Tensor] = None
-        if neighbour_prior is not None:  # no held-out rows: the training rows' own graph
-            same = self.heldout_x is self.train_x
-            self.heldout_neighbours = (
-                neighbour_prior.neighbours
-                if same
-                else nearest_among(self.heldout_x, self.train_x, neighbour_prior.k)
-            )
+        self.heldout_neighbours = self._heldout_neighbours()
         self.vae.open_pots(self.manager.open)
         self.model, self.guide = self.vae.model, self.vae.guide  # held once: JIT caches on id
         self._trace_elbo = Trace_ELBO()
@@ -137,6 +130,8 @@ class CurriculumTrainer(TrainerState):
                 f"{train_x.shape[1]}"
             )
         vae = model.to(device)
+        if cfg.data.scaling == "standard":
+            vae.standardize_to(train_x.to(device))
         world = distributed.world_size()
         manager = build_manager(cfg, math.ceil(len(train_x) / (cfg.train.batch_size * world)))
         vae.open_pots(manager.open)
@@ -152,8 +147,44 @@ class CurriculumTrainer(TrainerState):
         neighbour_prior = None
         k = min(c.neighbours, len(train_x) - 1)  # a graph needs two rows
         if c.neighbour_weight > 0 and k > 0:
-            neighbour_prior = NeighbourPrior(train_x, k, c.neighbour_weight, cfg.train.seed)
+            rows = vae.standardize(train_x.to(device))
+            neighbour_prior = NeighbourPrior(rows, k, c.neighbour_weight, cfg.train.seed)
         return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior)
+
+    # -- where distances are measured ---------------------------------------------------
+    def scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows ``x`` in the units the model reads (:meth:`PotsVAE.standardize`): the
+        neighbour graph, the split proposals and the normality test on rows measure
+        distances in them."""
+        return self.vae.standardize(x)
+
+    def _heldout_neighbours(self) -> Optional[torch.Tensor]:
+        """Each held-out row's neighbours among the training rows (None without the
+        graph; the graph's own when no rows are held out)."""
+        if self.neighbour_prior is None:
+            return None
+        if self.heldout_x is self.train_x:
+            return self.neighbour_prior.neighbours
+        held, train = self.scaled(self.heldout_x), self.scaled(self.train_x)
+        return nearest_among(held, train, self.neighbour_prior.k)
+
+    def rebuild_graph(self) -> None:
+        """Build the neighbour graph again on the training rows as the model now reads
+        them (after the rows or the model's units changed)."""
+        old = self.neighbour_prior
+        if old is None:
+            return
+        k = min(old.k, len(self.train_x) - 1)
+        self.neighbour_prior = NeighbourPrior(self.scaled(self.train_x), k, old.beta, old.seed)
+        self.heldout_neighbours = self._heldout_neighbours()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; a model saved in other units (a grown
+        run's, or one saved before the units existed) gets its graph rebuilt in them."""
+        units = self.vae.standardize(self.train_x[:1])
+        super().load_state_dict(state)
+        if not torch.equal(units, self.vae.standardize(self.train_x[:1])):
+            self.rebuild_graph()
 
     def leave_process_group(self) -> None:
         """Drop the DistributedDataParallel wrapper before torchrun's process group is
@@ -281,7 +312,8 @@ class CurriculumTrainer(TrainerState):
             kept.update(self.train_scores())
             scores = kept["scores"]
             whitened = self.cfg.curriculum.normality_whitened
-            tests = stage_scores.normality_tests(scores, self.train_x, seed, whitened)
+            rows = self.scaled(self.train_x)
+            tests = stage_scores.normality_tests(scores, rows, seed, whitened)
             self.normality_tests = tests
             normality = {pot: max(by_test.values()) for pot, by_test in tests.items()}
             agreement, cut = self.split_agreement(scores), self.split_cut(scores)
@@ -336,7 +368,8 @@ class CurriculumTrainer(TrainerState):
         pots = stage_scores.pots_of_rows(scores)
         graph = self.neighbour_prior.neighbours
         parent, new = pending["parent"], pending["pot"]
-        return cut_contrast(pots, graph, self.train_x, parent, new, self.cfg.train.seed)
+        rows = self.scaled(self.train_x)
+        return cut_contrast(pots, graph, rows, parent, new, self.cfg.train.seed)
 
     # -- acting on decisions ---------------------------------------------------------
     def act(
@@ -396,7 +429,7 @@ class CurriculumTrainer(TrainerState):
             if method in ON_CODES:  # the parent's latent codes of the same rows
                 own = scores.codes[scores.pots.tolist().index(parent)]
                 codes = own[rows.to(own.device)]
-            data = self.train_x[rows.to(self.device)]
+            data = self.scaled(self.train_x[rows.to(self.device)])
             halves = torch.as_tensor(propose(method, data, new, codes))
             result = torch.full_like(self.kick.targets, NO_TARGET)
             result[rows] = torch.where(halves == 1, new, parent)
@@ -436,7 +469,7 @@ class CurriculumTrainer(TrainerState):
                 raise PotsInputError(
                     f"the held-out loss is {ev['heldout_loss']} after epoch {self.epoch}: the "
                     "model cannot score this data in float32 (for likelihood=normal, "
-                    "standardise features of very large magnitude)"
+                    "standardise features of very large magnitude: data.scaling=standard)"
                 )
             end: Dict[str, Any] = {}
             if self.manager.would_end_stage(ev["heldout_loss"]):

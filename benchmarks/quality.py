@@ -95,6 +95,7 @@ OURS = {
     "pyro-pots": [],
     "all pots open": None,
     "data as given (default until 2026-11-27)": ["data.scaling=none"],
+    "retry kick x2": ["curriculum.retry_kick_factor=2"],
     "prior none": ["prior.kind=none"],
     "prior categorical_kl": ["prior.kind=categorical_kl"],
     "no kick": ["curriculum.kick_steps=0"],

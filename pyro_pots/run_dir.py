@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pyro_pots.errors import PotsInputError, first_line
+from pyro_pots.model.pots_vae import fill_unit_buffers
 
 CONFIG = "config.yaml"
 CHECKPOINT = "checkpoint.pt"
@@ -113,7 +114,22 @@ def load_checkpoint(run: Path) -> Dict[str, Any]:
     required = ("trainer", "data_dim", "format")
     if not isinstance(state, dict) or any(key not in state for key in required):
         raise PotsInputError(f"'{path}' is not a pyro-pots checkpoint")
+    _fill_model_states(state["trainer"])
     return state
+
+
+def _fill_model_states(value: Any) -> None:
+    """Complete every model state in a checkpoint (the model's, and those of the snapshots
+    it may restore) with the data's units where it was saved before they existed."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "vae" and isinstance(inner, dict):
+                fill_unit_buffers(inner)
+            else:
+                _fill_model_states(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _fill_model_states(inner)
 
 
 #: the columns of ``history.csv`` before the ``usage_k`` ones (keys of a history row).

@@ -12,12 +12,13 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from pyro_pots import PotsMixture, load_run
+from pyro_pots import PotsMixture, fit, load_run, run_dir
 from pyro_pots.config import load_config, resolve_likelihood
 from pyro_pots.curriculum.neighbours import nearest_neighbours
 from pyro_pots.data import Dataset
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
+from pyro_pots.model.pots_vae import UNIT_BUFFERS
 from pyro_pots.training.trainer import CurriculumTrainer
 
 #: a fit of a second or two (as tests/test_estimator.py's)
@@ -172,3 +173,39 @@ def test_a_fitted_mixture_scores_raw_rows_as_it_was_trained(tmp_path):
     # samples come back in the data's units, not the standardised ones
     rows, _ = model.sample(400, random_state=0)
     assert abs(rows[:, 0].mean() - 1000.0) < 150.0
+
+
+def _strip_units(value):
+    """A trainer state as written before the data's units existed."""
+    if isinstance(value, dict):
+        for key, inner in list(value.items()):
+            if key == "vae" and isinstance(inner, dict):
+                for name in UNIT_BUFFERS:
+                    inner.pop(name, None)
+            else:
+                _strip_units(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _strip_units(inner)
+
+
+def test_a_run_saved_before_the_units_loads_resumes_and_grows(tmp_path):
+    data = tmp_path / "rows.npy"
+    np.save(data, raw_rows(200).numpy())
+    base = [f"{k}={v}" for k, v in TINY.items()] + [f"data.spec={data}"]
+    run = tmp_path / "old"
+    fit(load_config(None, base + [f"output.dir={run}", "data.scaling=none"]), progress=False)
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    _strip_units(checkpoint["trainer"])
+    assert "encoder.input_loc" not in checkpoint["trainer"]["vae"]
+    torch.save(checkpoint, run / "checkpoint.pt")
+    before = load_run(run).predict(raw_rows(200).numpy())
+    # read as the data as they are: the identity units
+    loaded = run_dir.load_checkpoint(run)["trainer"]["vae"]
+    assert torch.equal(loaded["encoder.input_scale"], torch.ones(3))
+    grown = tmp_path / "grown"
+    cfg = load_config(None, base + [f"output.dir={grown}", "train.max_epochs=2"])
+    fit(cfg, progress=False, grow_from=run)
+    assert load_run(grown).predict(raw_rows(200).numpy()).shape == before.shape
+    resumed = load_config(None, base + [f"output.dir={run}", "train.max_epochs=8"])
+    fit(resumed, resume=True, progress=False)

@@ -18,6 +18,7 @@ SETTINGS = dict(
     min_usage_apart=0.0,
     max_cut_ratio_apart=0.02,
     kick_epochs=2,
+    retry_kick_factor=1.0,
     parent_rule="recon",
     heldout_stop=True,
     min_gain=0.1,
@@ -325,6 +326,23 @@ def test_a_rejected_parent_gets_its_next_proposal_before_it_is_marked_as_tried()
     assert m.stopped and "the splits of 2 parents in a row were undone" in m.stop_reason
     rejects = [e for e in m.log if e["action"] == "reject"]
     assert [(e["parent"], e["attempt"]) for e in rejects] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_a_retry_is_kicked_retry_kick_factor_times_longer_than_the_attempt_before():
+    m = manager(start_pots=2, heldout_stop=False, proposals=3, kick_epochs=3, retry_kick_factor=1.5)
+    assert [m.kick_length(a) for a in range(3)] == [3, math.ceil(4.5), math.ceil(6.75)]
+    d, _ = feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    assert (d.parent, d.attempt, m.kick_remaining) == (0, 0, 3)
+    faded = {0: 0.5, 1: 0.49, 2: 0.01}
+    d, _ = feed(m, [0, 0, 0, 0, 0, 7, 6, 5, 5, 5], usage=faded)
+    assert (d.parent, d.attempt, m.kick_remaining) == (0, 1, 5)
+    d, _ = feed(m, [0] * 5 + [7, 6, 5, 5, 5], usage=faded)
+    assert (d.parent, d.attempt, m.kick_remaining) == (0, 2, 7)
+    d, _ = feed(m, [0] * 7 + [7, 6, 5, 5, 5], usage=faded)
+    # the next parent's first split: the plain kick again
+    assert (d.parent, d.attempt, m.kick_remaining) == (1, 0, 3)
+    with pytest.raises(ValueError, match="retry_kick_factor"):
+        manager(retry_kick_factor=0.5)
 
 
 def test_a_pot_that_lost_its_data_to_later_splits_is_pruned():

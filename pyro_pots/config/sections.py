@@ -309,6 +309,13 @@ class CurriculumConfig(Section):
         600,
         "SVI steps of the kick after a pot opens, rounded up to whole epochs (0: none)",
     )
+    retry_kick_factor: float = key(
+        number(1, MAX_SCALE),
+        1.0,
+        "a retry of a parent's split (its next split proposal) is kicked this many times "
+        "longer than the attempt before it: kick_steps x factor^attempt; 1: every kick as "
+        "long",
+    )
     kick_temperature: float = key(
         number(MIN_SCALE, MAX_SCALE),
         from_signature(KickMessenger.__init__, "temperature"),

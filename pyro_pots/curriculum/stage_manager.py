@@ -89,7 +89,8 @@ class StageManager(ManagerState):
       split and, when ``normality_critical > 0``, whose normality statistic exceeds it (the
       pot's codes are not one Gaussian blob). The parent is the candidate with the largest
       score under ``parent_rule``; the next closed pot (lowest id) is opened and kicked for
-      ``kick_epochs``.
+      ``kick_epochs``, and a retry of the same parent ``retry_kick_factor`` times longer
+      than the attempt before it (:meth:`kick_length`).
     - **Stop**: no candidate is left (every pot looks like one blob, or every split tried
       faded), every pot is open, the greedy held-out rule fires, or :meth:`stop` is called
       (the epoch budget; a split not yet judged is then undone).
@@ -142,6 +143,7 @@ class StageManager(ManagerState):
         min_usage_apart: float,
         max_cut_ratio_apart: float,
         kick_epochs: int,
+        retry_kick_factor: float,
         parent_rule: str,
         normality_critical: float,
         heldout_stop: bool,
@@ -162,6 +164,8 @@ class StageManager(ManagerState):
             raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
         if proposals < 1:
             raise ValueError(f"proposals must be >= 1, got {proposals}")
+        if not retry_kick_factor >= 1:
+            raise ValueError(f"retry_kick_factor must be >= 1, got {retry_kick_factor}")
         self.num_pots = num_pots
         self.min_stage_epochs = min_stage_epochs
         self.patience = patience
@@ -171,6 +175,7 @@ class StageManager(ManagerState):
         self.min_usage_apart = min_usage_apart
         self.max_cut_ratio_apart = max_cut_ratio_apart
         self.kick_epochs = kick_epochs
+        self.retry_kick_factor = retry_kick_factor
         self.parent_rule = parent_rule
         self.normality_critical = normality_critical
         self.heldout_stop = heldout_stop
@@ -506,7 +511,7 @@ class StageManager(ManagerState):
         self.smoothed = None
         self.stage_best = math.inf
         self.since_best = 0
-        self.kick_remaining = self.kick_epochs
+        self.kick_remaining = self.kick_length(attempt)
         numbers = {**numbers, "parent_rule": self.parent_rule, "parent_score": score.get(parent)}
         reason = f"plateau; split pot {parent} ({self.parent_rule} rule)"
         if retry is not None:
@@ -521,6 +526,13 @@ class StageManager(ManagerState):
             numbers=numbers,
             reason=reason,
         )
+
+    def kick_length(self, attempt: int) -> int:
+        """Epochs of the kick of a parent's ``attempt``-th split (0 the first):
+        ``kick_epochs * retry_kick_factor ** attempt``, rounded up. A split whose kick ended
+        before the two pots' decoders had parted can be relabelled (the new pot takes
+        every row) or fade; its retry gets longer to part them."""
+        return math.ceil(self.kick_epochs * self.retry_kick_factor**attempt)
 
     def _reject(self, reason: str, numbers: Dict[str, Any], stop: bool) -> Decision:
         """Undo the pending split (the trainer restores its pre-split state); then stop, or

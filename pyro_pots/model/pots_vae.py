@@ -58,6 +58,29 @@ def _pick(kind: str, choice, table: dict):
     return choice
 
 
+#: the buffers that hold the data's units (:meth:`PotsVAE.standardize_to`) and their
+#: identity value: a model saved before they existed read the data as they are.
+UNIT_BUFFERS = {
+    "encoder.input_loc": 0.0,
+    "encoder.input_scale": 1.0,
+    "likelihood.loc": 0.0,
+    "likelihood.unit": 1.0,
+}
+
+
+def fill_unit_buffers(state: dict) -> dict:
+    """A :class:`PotsVAE` ``state_dict`` saved before the data's units existed, completed
+    with their identity values (in place; returned). A state without the encoder's trunk
+    is left alone (it is not a model's)."""
+    trunk = state.get("encoder.trunk.weight")
+    if not isinstance(trunk, torch.Tensor) or trunk.dim() != 2:
+        return state
+    for key, value in UNIT_BUFFERS.items():
+        if key not in state:
+            state[key] = torch.full((trunk.shape[1],), value, dtype=trunk.dtype)
+    return state
+
+
 class PotsVAE(PyroModule):
     r"""
     Responsibility-conditioned mixture VAE with one latent channel ("pot") per mode.

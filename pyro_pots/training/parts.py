@@ -56,6 +56,7 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         min_usage_apart=c.min_usage_apart,
         max_cut_ratio_apart=c.max_cut_ratio_apart,
         kick_epochs=math.ceil(c.kick_steps / steps_per_epoch),
+        retry_kick_factor=c.retry_kick_factor,
         parent_rule=c.parent_rule,
         normality_critical=c.normality_critical,
         heldout_stop=c.heldout_stop,

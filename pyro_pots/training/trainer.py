@@ -147,7 +147,7 @@ class CurriculumTrainer(TrainerState):
         neighbour_prior = None
         k = min(c.neighbours, len(train_x) - 1)  # a graph needs two rows
         if c.neighbour_weight > 0 and k > 0:
-            rows = vae.standardize(train_x.to(device))
+            rows = vae.standardize(train_x.to(device)).to(train_x.device)
             neighbour_prior = NeighbourPrior(rows, k, c.neighbour_weight, cfg.train.seed)
         return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior)
 

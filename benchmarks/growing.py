@@ -37,6 +37,7 @@ LEVERS = {
     "generative": ["grow.replay=generative"],
     "seed pot": ["grow.seed_new_pot=true"],
     "freeze+reservoir": ["grow.freeze_old_pots=true", "grow.replay=reservoir"],
+    "freeze+generative": ["grow.freeze_old_pots=true", "grow.replay=generative"],
     "reservoir+seed": ["grow.replay=reservoir", "grow.seed_new_pot=true"],
     "seed, old whole": ["grow.seed_new_pot=true", "grow.split_old_pots=false"],
     "freeze+seed, old whole": [

@@ -11,6 +11,7 @@ import pyro
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
+from test_likelihood_auto import TINY  # a fit of a second or two
 
 from pyro_pots import PotsMixture, fit, load_run, run_dir
 from pyro_pots.config import load_config, resolve_likelihood
@@ -20,16 +21,6 @@ from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
 from pyro_pots.model.pots_vae import UNIT_BUFFERS
 from pyro_pots.training.trainer import CurriculumTrainer
-
-#: a fit of a second or two (as tests/test_estimator.py's)
-TINY = {
-    "model.num_pots": 3,
-    "model.hidden_dim": 16,
-    "model.decoder_hidden_dim": 16,
-    "train.max_epochs": 6,
-    "train.threads": 1,
-    "curriculum.start_pots": 2,
-}
 
 
 def raw_rows(n: int = 120, seed: int = 0) -> torch.Tensor:

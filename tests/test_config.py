@@ -117,6 +117,7 @@ TABLE_DEFAULTS = {
     "curriculum.max_cut_ratio_apart": 0.02,
     "curriculum.kick_steps": 600,
     "curriculum.retry_kick_factor": 1.0,
+    "curriculum.kick_max_steps": 0,
     "curriculum.kick_lam_factor": 1.0,
     "curriculum.min_agreement": 0.5,
     "curriculum.init_noise": 0.01,

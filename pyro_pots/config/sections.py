@@ -309,6 +309,15 @@ class CurriculumConfig(Section):
         600,
         "SVI steps of the kick after a pot opens, rounded up to whole epochs (0: none)",
     )
+    kick_max_steps: int = key(
+        integer(0, MAX_EPOCHS),
+        0,
+        "with more than kick_steps: the kick goes on, an epoch at a time up to this many SVI "
+        "steps, while the parent's and the new pot's decoders have not parted the kicked "
+        "rows (the adjusted Rand index between the kick's halves and the pot of the two "
+        "whose ELBO is higher for each row is below min_agreement); 0: every kick lasts "
+        "kick_steps",
+    )
     retry_kick_factor: float = key(
         number(1, MAX_SCALE),
         1.0,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
+from sklearn.metrics import adjusted_rand_score
 
 from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs, resolve_likelihood
@@ -28,10 +29,12 @@ from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_among
 from pyro_pots.curriculum.proposals import ON_CODES, parse_proposals, proposal_order, propose
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
+from pyro_pots.distributions import pots_mask
 from pyro_pots.errors import PotsInputError
 from pyro_pots.model import PotsVAE
-from pyro_pots.model.scoring import PotScores
+from pyro_pots.model.scoring import PotScores, pot_scores
 from pyro_pots.training import distributed, stage_scores
+from pyro_pots.training.guard import steps_per_epoch
 from pyro_pots.training.parts import ElboMethod, ScheduledElbo, adam, build_manager, resolve_device
 from pyro_pots.training.svi_fit import lambda_schedule
 from pyro_pots.training.trainer_state import TrainerState
@@ -457,6 +460,34 @@ class CurriculumTrainer(TrainerState):
             self.split_order = (parent, order)
         return self.split_order[1]
 
+    def kick_goes_on(self) -> bool:
+        """With ``curriculum.kick_max_steps``, whether the kick that has just run its
+        epochs goes on for one more: while it has run fewer than ``kick_max_steps`` steps
+        and the two pots' decoders have not parted its rows (:meth:`kick_parted` below
+        ``min_agreement``). Decided on rank 0."""
+        c = self.cfg.curriculum
+        if c.kick_max_steps <= c.kick_steps or self.manager.pending is None:
+            return False
+        per_epoch = steps_per_epoch(self.cfg, len(self.train_x))
+        stage = self.manager.stage
+        kicked = 1 + sum(row["kicking"] and row["stage"] == stage for row in self.history)
+        if kicked * per_epoch >= c.kick_max_steps:
+            return False
+        return distributed.from_main(lambda: self.kick_parted() < c.min_agreement)
+
+    @torch.no_grad()
+    def kick_parted(self) -> float:
+        """How far the decoders of the pending split's two pots have parted the kicked
+        rows: the adjusted Rand index between the kick's halves and, for each row, the pot
+        of the two whose ELBO is higher (the model's own choice, routing aside)."""
+        pending = self.manager.pending
+        rows = (self.kick.targets != NO_TARGET).nonzero().squeeze(-1)
+        two = pots_mask(self.vae.num_pots, [pending["parent"], pending["pot"]]).to(self.device)
+        noise = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 31)
+        scores = pot_scores(self.vae, self.train_x[rows.to(self.device)], two, generator=noise)
+        better = scores.pots[scores.elbo.argmax(-1)].cpu()
+        return float(adjusted_rand_score(self.kick.targets[rows].numpy(), better.numpy()))
+
     # -- the loop ------------------------------------------------------------------
     def run(self, on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
         """Train until the stage manager stops or ``train.max_epochs`` epochs have run. A
@@ -483,6 +514,8 @@ class CurriculumTrainer(TrainerState):
                 end.get("evidence"),
             )
             self.act(decision, end.get("scores"), ev["heldout_rows"], end.get("potts_rows"))
+            if step["kicking"] and self.manager.kick_remaining == 0 and self.kick_goes_on():
+                self.manager.kick_remaining = 1
             if step["bad_steps"] == 0:  # after act(): a rollback never undoes a decision
                 self._clean = self.snapshot()
             row = {

@@ -1,6 +1,5 @@
-"""How long a kick lasts and what a retry kicks: ``curriculum.kick_max_steps`` (a kick goes
-on, an epoch at a time up to a cap, while the two pots' decoders have not parted the kicked
-rows), and a retry's rows taken from the restored model."""
+"""``curriculum.kick_max_steps``: a kick goes on, an epoch at a time up to a cap, while the
+two pots' decoders have not parted the kicked rows."""
 
 from __future__ import annotations
 
@@ -11,9 +10,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from pyro_pots.config import load_config
-from pyro_pots.curriculum import Decision
 from pyro_pots.curriculum.kick import NO_TARGET
-from pyro_pots.training import stage_scores
 from pyro_pots.training.guard import steps_per_epoch
 from pyro_pots.training.trainer import CurriculumTrainer
 
@@ -97,36 +94,3 @@ def test_a_kick_goes_on_only_while_unparted_and_below_its_cap(monkeypatch):
     assert trainer.kick_goes_on()  # another stage's kick epochs do not count
     trainer.manager.pending = None
     assert not trainer.kick_goes_on()
-
-
-def test_a_retry_splits_the_parents_rows_of_the_restored_model():
-    """A split undone because the new pot took every row (a relabelling) leaves the parent
-    no rows at the stage end; its retry must still split the rows the parent held before
-    the split (it once split nothing, and the retry faded at once)."""
-    x = two_blocks()
-    cfg = load_config(
-        None,
-        [
-            "model.num_pots=3",
-            "model.hidden_dim=8",
-            "model.decoder_hidden_dim=8",
-            "model.likelihood=bernoulli",
-            "train.threads=1",
-            "curriculum.neighbour_weight=0",
-            "curriculum.split_proposals=spectral,two_means",
-        ],
-    )
-    trainer = CurriculumTrainer.from_config(cfg, x, x[:0])  # pot 0 open, holding every row
-    trainer.pre_split = {"state": trainer.snapshot()}
-    trainer.manager.open = [0, 1]
-    trainer.manager.pending = {"pot": 1, "parent": 0, "attempt": 1}
-    trainer.vae.open_pots([0, 1])
-    relabelled = stage_scores.train_scores(trainer.vae, x, 0)
-    relabelled.resp[:] = torch.tensor([0.0, 1.0])  # every row in the new pot
-    assert len(stage_scores.rows_of_pot(relabelled, 0)) == 0
-    retry = Decision("unlock", epoch=9, stage=2, pot=1, parent=0, restore=True, attempt=1)
-    trainer.act(retry, relabelled)
-    kicked = trainer.kick.targets != NO_TARGET
-    assert int(kicked.sum()) == len(x)  # the restored parent's rows, all of them
-    halves = trainer.kick.targets[kicked]
-    assert set(halves.tolist()) == {0, 1}  # split in two, by the retry's proposal

@@ -403,10 +403,7 @@ class CurriculumTrainer(TrainerState):
                     "potts_rows": potts_rows,
                     "parent_rows": parent_rows,
                 }
-            # a retry splits the parent's rows of the restored model, not those it kept
-            # in the split that was undone (none, when the new pot had taken them all)
-            stage_end = None if decision.restore else scores
-            self._split(decision.parent, decision.pot, decision.attempt, stage_end)
+            self._split(decision.parent, decision.pot, decision.attempt, scores)
         if self.manager.pending is None:
             self.pre_split = None
         self.vae.open_pots(self.manager.open)
@@ -418,9 +415,7 @@ class CurriculumTrainer(TrainerState):
         the kick on a two-way partition of the parent's rows: the ``attempt``-th proposal
         of ``curriculum.split_proposals`` in the parent's
         :func:`~pyro_pots.curriculum.proposals.proposal_order`, with noise of its own; the
-        proposal used is noted in the unlock's record. The parent's rows are read from
-        ``scores`` (the stage-end scores of a first attempt), or, when None (a retry, after
-        the restore), from the model as it is now. Under torchrun the targets come from
+        proposal used is noted in the unlock's record. Under torchrun the targets come from
         rank 0, which holds the stage-end ``scores``."""
         c = self.cfg.curriculum
         gen = torch.Generator().manual_seed(self.cfg.train.seed + 1000 + new + 7919 * attempt)
@@ -430,15 +425,12 @@ class CurriculumTrainer(TrainerState):
             copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
 
         def targets() -> Tuple[str, Dict[str, float], torch.Tensor]:
-            now = scores
-            if now is None:  # the new pot is not open yet: the parent's rows as they were
-                now = stage_scores.train_scores(self.vae, self.train_x, self.cfg.train.seed)
-            rows = stage_scores.rows_of_pot(now, parent)
+            rows = stage_scores.rows_of_pot(scores, parent)
             rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
             method = self.proposals_for(parent, attempt)[attempt]
             codes = None
             if method in ON_CODES:  # the parent's latent codes of the same rows
-                own = now.codes[now.pots.tolist().index(parent)]
+                own = scores.codes[scores.pots.tolist().index(parent)]
                 codes = own[rows.to(own.device)]
             data = self.scaled(self.train_x[rows.to(self.device)])
             halves = torch.as_tensor(propose(method, data, new, codes))

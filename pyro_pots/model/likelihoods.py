@@ -46,12 +46,6 @@ class Likelihood(PyroModule):
         self.loc.copy_(loc)
         self.unit.copy_(unit)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # a model saved before the units existed modelled the data as they are
-        state_dict.setdefault(prefix + "loc", torch.zeros_like(self.loc))
-        state_dict.setdefault(prefix + "unit", torch.ones_like(self.unit))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
         """The distribution of x given the mixed decoder output ``out``."""
         if self.kind == "bernoulli":

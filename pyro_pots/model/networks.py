@@ -66,12 +66,6 @@ class Encoder(PyroModule):
         self.register_buffer("input_loc", torch.zeros(data_dim))
         self.register_buffer("input_scale", torch.ones(data_dim))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # a model saved before the input scaling existed read the data as they are
-        state_dict.setdefault(prefix + "input_loc", torch.zeros_like(self.input_loc))
-        state_dict.setdefault(prefix + "input_scale", torch.ones_like(self.input_scale))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the units the trunk reads: ``(x - input_loc) / input_scale``."""
         return (x - self.input_loc) / self.input_scale

@@ -124,7 +124,8 @@ class PotsVAE(PyroModule):
         Weights are saved and loaded with ``state_dict()`` / ``load_state_dict()``, or
         through the param store: after ``pyro.get_param_store().load(path)`` a model
         built with the saved model's ``name`` takes them up at its next call (a model of
-        another name warns that it does not).
+        another name warns that it does not). The data's units (:meth:`standardize_to`) are buffers:
+        they travel with ``state_dict()``, not with the param store.
     """
 
     def __init__(
@@ -241,6 +242,12 @@ class PotsVAE(PyroModule):
         self.likelihood.set_units(loc, unit)
         self.encoder.input_loc.copy_(loc)
         self.encoder.input_scale.copy_(unit)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """:meth:`torch.nn.Module.load_state_dict`, taking a state saved before the data's
+        units existed as the identity units (:func:`fill_unit_buffers`)."""
+        state = fill_unit_buffers(dict(state_dict))
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the units the encoder reads (:meth:`standardize_to`; ``x`` itself

@@ -19,7 +19,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
-from sklearn.metrics import adjusted_rand_score
 
 from pyro_pots import handlers
 from pyro_pots.config import Config, model_kwargs, resolve_likelihood
@@ -487,8 +486,9 @@ class CurriculumTrainer(TrainerState):
         two = pots_mask(self.vae.num_pots, [pending["parent"], pending["pot"]]).to(self.device)
         noise = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 31)
         scores = pot_scores(self.vae, self.train_x[rows.to(self.device)], two, generator=noise)
-        better = scores.pots[scores.elbo.argmax(-1)].cpu()
-        return float(adjusted_rand_score(self.kick.targets[rows].numpy(), better.numpy()))
+        better = torch.full_like(self.kick.targets, NO_TARGET)
+        better[rows] = scores.pots[scores.elbo.argmax(-1)].cpu()
+        return self.kick.agreement(better)  # the kick's own ARI, on the better pots
 
     # -- the loop ------------------------------------------------------------------
     def run(self, on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:

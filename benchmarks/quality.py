@@ -97,6 +97,7 @@ OURS = {
     "data as given (default until 2026-11-27)": ["data.scaling=none"],
     "retry kick x2": ["curriculum.retry_kick_factor=2"],
     "kick until parted (up to 1800 steps)": ["curriculum.kick_max_steps=1800"],
+    "routing refinement, weight 10": ["curriculum.refine_weight=10"],
     "prior none": ["prior.kind=none"],
     "prior categorical_kl": ["prior.kind=categorical_kl"],
     "no kick": ["curriculum.kick_steps=0"],

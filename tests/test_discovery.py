@@ -292,7 +292,15 @@ def test_stage_end_evidence_pairs_the_heldout_rows_with_the_baseline():
     t.train_epoch()
     after = t.evaluate(full=False)["heldout_rows"]
     end = t.stage_end_scores(after)
-    assert end["evidence"] == paired_gain(ev["heldout_rows"], after)
+    expected = paired_gain(ev["heldout_rows"], after)
+    # beside the gain the evidence records the split's cut, when its boundary is defined
+    assert {key: end["evidence"][key] for key in expected} == expected
+    assert set(end["evidence"]) - set(expected) <= {
+        "cut_ratio",
+        "cut_contrast",
+        "inner_cut_0",
+        "inner_cut_1",
+    }
     assert set(end) == {"misfit", "normality", "agreement", "evidence", "potts_rows", "scores"}
 
 

@@ -349,6 +349,15 @@ class CurriculumConfig(Section):
         "weight of the kick's cross-entropy (nats per kicked row) that teaches the encoder "
         "the parent's split; at 1 the ELBO's pull on the logits undid real splits",
     )
+    refine_weight: float = key(
+        number(0),
+        10.0,
+        "weight of the routing refinement (nats per row): a cross-entropy between the "
+        "encoder's routing and each row's open pot of highest ELBO, on every row a kick is "
+        "not teaching, so that the logit prior cannot carry rows away from the pot that "
+        "explains them best (0: off, the default until 2026-11-27; about a quarter more "
+        "time per epoch)",
+    )
     init_noise: float = key(
         number(0), 0.01, "scale of the noise added when a new pot is copied from its parent"
     )

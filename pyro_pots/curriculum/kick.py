@@ -75,6 +75,10 @@ class Kick:
             pot=self.pot, temperature=self.temperature, bias=self.bias, lam_factor=self.lam_factor
         )
 
+    def taught(self, rows: torch.Tensor) -> torch.Tensor:
+        """Which of the training rows ``rows`` the kick teaches (they have a target)."""
+        return self.targets[rows.cpu()] != NO_TARGET
+
     def loss(
         self, vae: PotsVAE, xb: torch.Tensor, rows: torch.Tensor, active: torch.Tensor
     ) -> torch.Tensor:
@@ -82,7 +86,7 @@ class Kick:
         the open pots of the batch ``xb`` (training rows ``rows``) and their targets; rows
         without a target add nothing."""
         target = self.targets[rows].to(xb.device)
-        has = target != NO_TARGET
+        has = self.taught(rows).to(xb.device)
         if not has.any():
             return self.weight * xb.new_zeros(())
         y = vae.mean_logits(xb[has]).masked_fill(~active, -math.inf)

@@ -27,6 +27,7 @@ from pyro_pots.curriculum.gaps import cut_contrast
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
 from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_among
 from pyro_pots.curriculum.proposals import ON_CODES, parse_proposals, proposal_order, propose
+from pyro_pots.curriculum.refinement import RoutingRefinement
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
 from pyro_pots.distributions import pots_mask
 from pyro_pots.errors import PotsInputError
@@ -56,6 +57,8 @@ class CurriculumTrainer(TrainerState):
     :param torch.Tensor heldout_x: rows that score the stages, ``(M, D)``; may be empty.
     :param NeighbourPrior neighbour_prior: the Potts prior over the training rows'
         neighbour graph (:mod:`~pyro_pots.curriculum.neighbours`); None: off.
+    :param RoutingRefinement refinement: the routing refinement
+        (:mod:`~pyro_pots.curriculum.refinement`); None: off.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class CurriculumTrainer(TrainerState):
         train_x: torch.Tensor,
         heldout_x: torch.Tensor,
         neighbour_prior: Optional[NeighbourPrior] = None,
+        refinement: Optional[RoutingRefinement] = None,
     ) -> None:
         if len(kick.targets) != len(train_x):
             raise ValueError(f"the kick has {len(kick.targets)} rows, train_x {len(train_x)}")
@@ -82,6 +86,7 @@ class CurriculumTrainer(TrainerState):
         self.normality_tests: Dict[int, Dict[str, float]] = {}
         self.split_order: Optional[Tuple[int, Sequence[str]]] = None
         self.neighbour_prior = neighbour_prior
+        self.refinement = refinement
         # each held-out row's neighbours among the training rows: a split's evidence is
         # scored under the Potts prior the model is trained with
         self.heldout_neighbours = self._heldout_neighbours()
@@ -151,7 +156,12 @@ class CurriculumTrainer(TrainerState):
         if c.neighbour_weight > 0 and k > 0:
             rows = vae.standardize(train_x.to(device)).to(train_x.device)
             neighbour_prior = NeighbourPrior(rows, k, c.neighbour_weight, cfg.train.seed)
-        return cls(cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior)
+        refinement = None
+        if c.refine_weight > 0:
+            refinement = RoutingRefinement(c.refine_weight, cfg.train.seed)
+        return cls(
+            cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior, refinement
+        )
 
     # -- where distances are measured ---------------------------------------------------
     def scaled(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,6 +225,10 @@ class CurriculumTrainer(TrainerState):
         rolled_back = False
         if self.neighbour_prior is not None:
             self.neighbour_prior.start_epoch(self.epoch)
+        # the refinement holds rows in the pot that explains them; a kick teaches its own
+        refine = self.refinement is not None and int(active.sum()) > 1
+        if refine:
+            self.refinement.start_epoch(self.epoch)
         eager = self._jit is None  # under train.jit the values are the compiled ELBO's inputs
         lam_scale = handlers.logit_prior_scale(lam=lam) if eager else contextlib.nullcontext()
         with validate, lam_scale, self.kick.handler(kicking and eager):
@@ -228,6 +242,9 @@ class CurriculumTrainer(TrainerState):
                     loss = loss + self.kick.loss(self.vae, xb, rows, active)
                 if self.neighbour_prior is not None:
                     loss = loss + self.neighbour_prior.loss(self.vae, self.train_x, rows, active)
+                if refine:
+                    taught = self.kick.taught(rows) if kicking else None
+                    loss = loss + self.refinement.loss(self.vae, xb, active, taught)
                 self.optimizer.zero_grad()
                 if not self._backward_is_finite(loss):
                     # the NaN guard: a non-finite step never reaches the parameters

@@ -1,0 +1,143 @@
+"""``curriculum.refine_weight``: the routing refinement teaches the encoder, for each row,
+the open pot whose own ELBO is highest."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from test_curriculum_parts import _trainer
+from test_kick_until_parted import set_decoders, trainer_with_split, two_blocks
+
+from pyro_pots.curriculum.refinement import RoutingRefinement
+from pyro_pots.distributions import pots_mask
+from pyro_pots.model import PotsVAE
+
+
+def test_a_refinement_without_weight_is_refused():
+    with pytest.raises(ValueError, match="weight"):
+        RoutingRefinement(0.0, seed=0)
+
+
+def test_targets_are_the_pot_whose_decoder_explains_the_row():
+    x = two_blocks()
+    trainer = trainer_with_split(x)
+    set_decoders(trainer, {0: -6.0, 1: 6.0})  # pot 0 explains zeros, pot 1 ones
+    refinement = RoutingRefinement(1.0, seed=0)
+    refinement.start_epoch(0)
+    targets = refinement.targets(trainer.vae, x, trainer.vae.active)
+    assert targets.tolist() == (torch.arange(len(x)) % 2).tolist()
+
+
+def test_loss_is_weight_times_the_cross_entropy_of_the_open_pots_logits_against_targets():
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=4, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(30, 5, generator=torch.Generator().manual_seed(1))
+    active = pots_mask(4, [0, 2, 3])
+    refinement = RoutingRefinement(0.7, seed=3)
+    refinement.start_epoch(4)
+    targets = refinement.targets(vae, x, active)
+    assert set(targets.tolist()) <= {0, 2, 3}
+    refinement.start_epoch(4)  # the same draw again
+    loss = refinement.loss(vae, x, active)
+    # by hand: minus the log-softmax over the open pots' logits at each row's target
+    with torch.no_grad():
+        y = vae.mean_logits(x)[:, [0, 2, 3]]
+    column = {0: 0, 2: 1, 3: 2}
+    by_hand = -sum(
+        float(torch.log_softmax(y[i], -1)[column[t]]) for i, t in enumerate(targets.tolist())
+    )
+    assert loss.item() == pytest.approx(0.7 * by_hand, rel=1e-5)
+
+
+def test_taught_rows_add_nothing_and_the_rest_add_what_they_add_alone():
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(12, 5, generator=torch.Generator().manual_seed(2))
+    active = pots_mask(3, [0, 1])
+    taught = torch.arange(12) < 5
+    refinement = RoutingRefinement(2.0, seed=0)
+    refinement.start_epoch(0)
+    partial = refinement.loss(vae, x, active, taught)
+    refinement.start_epoch(0)
+    alone = refinement.loss(vae, x[~taught], active)
+    assert partial.item() == pytest.approx(alone.item(), rel=1e-6)
+    assert refinement.loss(vae, x, active, torch.ones(12, dtype=torch.bool)).item() == 0.0
+
+
+def test_gradient_reaches_the_open_pots_logits_and_not_the_decoders():
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=4, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(30, 5, generator=torch.Generator().manual_seed(1))
+    refinement = RoutingRefinement(1.0, seed=0)
+    refinement.start_epoch(0)
+    refinement.loss(vae, x, pots_mask(4, [0, 2, 3])).backward()
+    grad = vae.encoder.logits_head.weight.grad
+    assert grad[[0, 2, 3]].abs().sum() > 0 and grad[1].abs().sum() == 0  # pot 1 is closed
+    assert all(p.grad is None for p in vae.decoders.parameters())
+
+
+def test_steps_on_the_refinement_alone_route_rows_to_the_pot_that_explains_them():
+    """Pot 0's decoder explains the zeros, pot 1's the ones, and the encoder starts out
+    routing every row to pot 0: descending the refinement alone sends the ones to pot 1."""
+    x = two_blocks()
+    trainer = trainer_with_split(x)
+    set_decoders(trainer, {0: -6.0, 1: 6.0})
+    vae, active = trainer.vae, trainer.vae.active
+    with torch.no_grad():
+        vae.encoder.logits_head.bias[0] += 5.0  # every row starts in pot 0
+    assert vae.responsibilities(x, active)[:, 0].min() > 0.5
+    refinement = RoutingRefinement(1.0, seed=0)
+    optim = torch.optim.Adam(vae.encoder.parameters(), lr=0.05)
+    for epoch in range(40):
+        refinement.start_epoch(epoch)
+        optim.zero_grad()
+        refinement.loss(vae, x, active).backward()
+        optim.step()
+    pots = vae.responsibilities(x, active).argmax(-1)
+    assert pots.tolist() == (torch.arange(len(x)) % 2).tolist()
+
+
+def test_the_trainer_builds_the_refinement_only_when_its_weight_is_positive():
+    assert _trainer(**{"curriculum.refine_weight": 0}).refinement is None
+    t = _trainer(**{"curriculum.refine_weight": 2.5})
+    assert t.refinement.weight == 2.5
+
+
+def test_a_kick_keeps_its_rows_and_the_refinement_takes_the_others(monkeypatch):
+    x = two_blocks()
+    trainer = trainer_with_split(x, "curriculum.refine_weight=1")
+    kicked = torch.arange(len(x)) < 20  # the kick teaches rows 0-19 only
+    targets = trainer.kick.targets.clone()
+    targets[~kicked] = -1
+    trainer.kick.start(1, targets)
+    trainer.manager.kick_remaining = 5
+    seen = []
+    real = trainer.refinement.loss
+
+    def spy(vae, xb, active, taught=None):
+        seen.append(int((~taught).sum()) if taught is not None else len(xb))
+        return real(vae, xb, active, taught)
+
+    monkeypatch.setattr(trainer.refinement, "loss", spy)
+    trainer.train_epoch()
+    assert sum(seen) == int((~kicked).sum())  # every row outside the kick, once
+
+
+def test_a_resumed_epoch_repeats_the_refinement_exactly():
+    t = _trainer(**{"curriculum.refine_weight": 1.0})
+    plain = _trainer(**{"curriculum.refine_weight": 0})
+    for trainer in (t, plain):
+        trainer.manager.open = [0, 1]  # two pots, so the refinement has a choice
+        trainer.vae.open_pots([0, 1])
+        trainer.train_epoch()
+    state = copy.deepcopy(t.state_dict())
+    second = t.train_epoch()["train_loss"]
+    t.load_state_dict(state)
+    again = t.train_epoch()["train_loss"]
+    assert math.isfinite(second) and again == second
+    plain.train_epoch()
+    head = "encoder.logits_head.weight"
+    assert not torch.equal(t.vae.state_dict()[head], plain.vae.state_dict()[head])

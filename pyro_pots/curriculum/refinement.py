@@ -5,7 +5,7 @@ The routing site is a relaxed one-hot of ``softmax(y)``. Once the logit prior ha
 near one-hot, the reconstruction's gradient on the logits ``y`` vanishes with the
 softmax's, while the prior's pull toward the nearest component ``M e_k`` does not. So after
 a kick nothing in the ELBO holds a row in the pot whose decoder is better for it: on
-``synthetic:k=8`` seed 2 the kick parted the two decoders (each 0.5-0.8 nats per row better
+``synthetic:k=8`` seed 2 the kick parted the two decoders (each 0.5-0.9 nats per row better
 on its own cluster), and within eight epochs of its end the encoder, pulled by the prior
 through its shared weights, routed both clusters to the new pot, a relabelling, and the
 split was undone (``docs/benchmarks.md``).

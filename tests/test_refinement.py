@@ -141,3 +141,20 @@ def test_a_resumed_epoch_repeats_the_refinement_exactly():
     plain.train_epoch()
     head = "encoder.logits_head.weight"
     assert not torch.equal(t.vae.state_dict()[head], plain.vae.state_dict()[head])
+
+
+def test_with_rows_the_loss_is_the_drawn_rows_scaled_to_the_batch():
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(20, 5, generator=torch.Generator().manual_seed(3))
+    active = pots_mask(3, [0, 1, 2])
+    refinement = RoutingRefinement(2.0, seed=4, rows=5)
+    refinement.start_epoch(1)
+    loss = refinement.loss(vae, x, active)
+    # by hand, the same draws in the same order: the rows first, then the latent noise
+    whole = RoutingRefinement(2.0, seed=4)
+    whole._generator.manual_seed(4 * 100_019 + 1)
+    drawn = torch.randperm(20, generator=whole._generator)[:5]
+    assert loss.item() == pytest.approx(4 * whole.loss(vae, x[drawn], active).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="rows"):
+        RoutingRefinement(1.0, seed=0, rows=0)

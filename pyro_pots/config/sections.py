@@ -358,6 +358,12 @@ class CurriculumConfig(Section):
         "explains them best (0: off, the default until 2026-11-27; about a quarter more "
         "time per epoch)",
     )
+    refine_rows: int = key(
+        integer(0),
+        0,
+        "rows of each batch the routing refinement scores: a uniform draw whose loss is "
+        "scaled to the batch, at that share of the refinement's cost (0: every row)",
+    )
     init_noise: float = key(
         number(0), 0.01, "scale of the noise added when a new pot is copied from its parent"
     )

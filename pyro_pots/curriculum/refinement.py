@@ -37,14 +37,20 @@ class RoutingRefinement:
 
     :param float weight: nats per row of the cross-entropy, > 0 (a trainer without the
         term holds None).
-    :param int seed: seeds the latent draws of the pots' ELBOs.
+    :param int seed: seeds the latent draws of the pots' ELBOs (and the rows drawn).
+    :param int rows: rows of each batch scored, a uniform draw whose loss is scaled by
+        batch / rows (an unbiased estimate of the whole batch's, at rows / batch of the
+        cost); None: every row.
     """
 
-    def __init__(self, weight: float, seed: int) -> None:
+    def __init__(self, weight: float, seed: int, rows: Optional[int] = None) -> None:
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}")
+        if rows is not None and rows < 1:
+            raise ValueError(f"rows must be >= 1 or None, got {rows}")
         self.weight = weight
         self.seed = seed
+        self.rows = rows
         self._generator = torch.Generator()
 
     def start_epoch(self, epoch: int) -> None:
@@ -66,11 +72,17 @@ class RoutingRefinement:
     ) -> torch.Tensor:
         """``weight`` times the cross-entropy (summed over the batch ``xb``) between the
         raw logits over the open pots and :meth:`targets`; rows marked in ``taught`` (the
-        rows a kick teaches its own targets) add nothing."""
+        rows a kick teaches its own targets) add nothing. With :attr:`rows`, estimated
+        from that many of the other rows."""
         if taught is not None:
             xb = xb[~taught.to(xb.device)]
         if len(xb) == 0:
             return self.weight * xb.new_zeros(())
+        scale = 1.0
+        if self.rows is not None and len(xb) > self.rows:
+            drawn = torch.randperm(len(xb), generator=self._generator)[: self.rows]
+            scale = len(xb) / self.rows
+            xb = xb[drawn.to(xb.device)]
         target = self.targets(vae, xb, active).to(xb.device)
         y = vae.mean_logits(xb).masked_fill(~active, -math.inf)
-        return self.weight * cross_entropy(y, target, reduction="sum")
+        return self.weight * scale * cross_entropy(y, target, reduction="sum")

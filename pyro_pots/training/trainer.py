@@ -158,7 +158,8 @@ class CurriculumTrainer(TrainerState):
             neighbour_prior = NeighbourPrior(rows, k, c.neighbour_weight, cfg.train.seed)
         refinement = None
         if c.refine_weight > 0:
-            refinement = RoutingRefinement(c.refine_weight, cfg.train.seed)
+            rows = c.refine_rows or None
+            refinement = RoutingRefinement(c.refine_weight, cfg.train.seed, rows)
         return cls(
             cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior, refinement
         )

@@ -158,3 +158,11 @@ def test_with_rows_the_loss_is_the_drawn_rows_scaled_to_the_batch():
     assert loss.item() == pytest.approx(4 * whole.loss(vae, x[drawn], active).item(), rel=1e-6)
     with pytest.raises(ValueError, match="rows"):
         RoutingRefinement(1.0, seed=0, rows=0)
+
+
+def test_the_trainer_passes_refine_rows_with_zero_for_every_row():
+    assert _trainer(**{"curriculum.refine_weight": 1.0}).refinement.rows is None
+    assert (
+        _trainer(**{"curriculum.refine_weight": 1.0, "curriculum.refine_rows": 8}).refinement.rows
+        == 8
+    )

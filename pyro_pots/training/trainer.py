@@ -158,8 +158,10 @@ class CurriculumTrainer(TrainerState):
             neighbour_prior = NeighbourPrior(rows, k, c.neighbour_weight, cfg.train.seed)
         refinement = None
         if c.refine_weight > 0:
-            rows = c.refine_rows or None
-            refinement = RoutingRefinement(c.refine_weight, cfg.train.seed, rows)
+            every_row = c.refine_rows == 0
+            refinement = RoutingRefinement(
+                c.refine_weight, cfg.train.seed, None if every_row else c.refine_rows
+            )
         return cls(
             cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior, refinement
         )

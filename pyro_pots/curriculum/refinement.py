@@ -60,8 +60,7 @@ class RoutingRefinement:
 
     def targets(self, vae: PotsVAE, xb: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
         """Each row's open pot with the highest ELBO, as a pot id ``(B,)``."""
-        scores = pot_scores(vae, xb, active, generator=self._generator)
-        return scores.pots[scores.elbo.argmax(-1)]
+        return pot_scores(vae, xb, active, generator=self._generator).best_pots()
 
     def loss(
         self,

@@ -48,6 +48,11 @@ class PotScores:
     resp: torch.Tensor  #: ``(N, A)``, responsibilities r(x) over the open pots
     codes: torch.Tensor  #: ``(A, N, d)``, the guide's latent means
 
+    def best_pots(self) -> torch.Tensor:
+        """Each row's open pot of highest ELBO (the decoders' choice, routing aside), as a
+        pot id ``(N,)``."""
+        return self.pots[self.elbo.argmax(-1)]
+
 
 #: floats one decoded tensor of :func:`pot_scores` may hold per chunk of rows by default:
 #: ``num_samples x open pots x rows x max(D, decoder width)`` stays at or below this (64 MiB in

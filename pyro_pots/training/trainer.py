@@ -158,10 +158,8 @@ class CurriculumTrainer(TrainerState):
             neighbour_prior = NeighbourPrior(rows, k, c.neighbour_weight, cfg.train.seed)
         refinement = None
         if c.refine_weight > 0:
-            every_row = c.refine_rows == 0
-            refinement = RoutingRefinement(
-                c.refine_weight, cfg.train.seed, None if every_row else c.refine_rows
-            )
+            rows_per_batch = c.refine_rows or None  # 0: every row
+            refinement = RoutingRefinement(c.refine_weight, cfg.train.seed, rows_per_batch)
         return cls(
             cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior, refinement
         )
@@ -507,7 +505,7 @@ class CurriculumTrainer(TrainerState):
         noise = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 31)
         scores = pot_scores(self.vae, self.train_x[rows.to(self.device)], two, generator=noise)
         better = torch.full_like(self.kick.targets, NO_TARGET)
-        better[rows] = scores.pots[scores.elbo.argmax(-1)].cpu()
+        better[rows] = scores.best_pots().cpu()
         return self.kick.agreement(better)  # the kick's own ARI, on the better pots
 
     # -- the loop ------------------------------------------------------------------

@@ -113,6 +113,7 @@ TABLE_DEFAULTS = {
     "curriculum.kick_weight": 10.0,
     "curriculum.refine_weight": 10.0,
     "curriculum.refine_rows": 0,
+    "curriculum.refine_every": 1,
     "curriculum.kick_bias": 0.0,
     "curriculum.min_usage": 0.02,
     "curriculum.min_usage_apart": 0.01,

@@ -15,6 +15,7 @@ from test_curriculum_parts import _trainer
 from pyro_pots import PotsVAE, pots_mask
 from pyro_pots.curriculum import Decision, proposals
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
+from pyro_pots.curriculum.neighbours import cut_ratio
 from pyro_pots.curriculum.normality import CRITICAL_1E4, split_normality, whitened
 from pyro_pots.curriculum.proposals import parse_proposals, proposal_order, propose
 from pyro_pots.training.stage_scores import (
@@ -230,6 +231,10 @@ def test_a_pot_whose_rows_look_normal_gets_the_codes_proposal_noted_and_kept_for
     t.act(decision, ev["scores"], ev["heldout_rows"])
     assert t.manager.log[-1]["numbers"]["proposal"] == "codes"
     assert t.manager.log[-1]["numbers"]["normality_tests"] == HIDDEN
+    # how far the proposal itself follows the neighbour graph, noted beside it
+    graph = t.neighbour_prior.neighbours
+    noted = t.manager.log[-1]["numbers"]["proposal_cut_ratio"]
+    assert noted == cut_ratio(t.kick.targets, graph, 0, decision.pot)
     rows = (t.kick.targets != NO_TARGET).nonzero().squeeze(-1)
     expected = propose("two_means", whitened(ev["scores"].codes[0][rows]), decision.pot)
     got = (t.kick.targets[rows] == decision.pot).long().numpy()

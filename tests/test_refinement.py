@@ -117,17 +117,18 @@ def test_a_kick_keeps_its_rows_and_the_refinement_takes_the_others(monkeypatch):
     seen = []
     real = trainer.refinement.loss
 
-    def spy(vae, xb, active, taught=None):
+    def spy(vae, xb, active, taught=None, rows=None):
         seen.append(int((~taught).sum()) if taught is not None else len(xb))
-        return real(vae, xb, active, taught)
+        return real(vae, xb, active, taught, rows)
 
     monkeypatch.setattr(trainer.refinement, "loss", spy)
     trainer.train_epoch()
     assert sum(seen) == int((~kicked).sum())  # every row outside the kick, once
 
 
-def test_a_resumed_epoch_repeats_the_refinement_exactly():
-    t = _trainer(**{"curriculum.refine_weight": 1.0})
+@pytest.mark.parametrize("every", [1, 3])
+def test_a_resumed_epoch_repeats_the_refinement_exactly(every):
+    t = _trainer(**{"curriculum.refine_weight": 1.0, "curriculum.refine_every": every})
     plain = _trainer(**{"curriculum.refine_weight": 0})
     for trainer in (t, plain):
         trainer.manager.open = [0, 1]  # two pots, so the refinement has a choice
@@ -166,3 +167,69 @@ def test_the_trainer_passes_refine_rows_with_zero_for_every_row():
         _trainer(**{"curriculum.refine_weight": 1.0, "curriculum.refine_rows": 8}).refinement.rows
         == 8
     )
+
+
+def test_a_table_is_scored_when_due_and_kept_in_between():
+    """With ``every`` = 3 the targets are scored at epochs 0, 3, 6, ... and afresh when the
+    open pots change or a kick starts or ends; in between the same table serves."""
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(40, 5, generator=torch.Generator().manual_seed(5))
+    two, three = pots_mask(3, [0, 1]), pots_mask(3, [0, 1, 2])
+    refinement = RoutingRefinement(1.0, seed=2, every=3)
+    scored = []
+    for epoch, active, kicking in [
+        (0, two, False),  # no table yet
+        (1, two, False),
+        (2, two, False),
+        (3, two, False),  # due
+        (4, three, False),  # a pot opened
+        (5, three, True),  # a kick started
+        (6, three, True),
+        (7, three, False),  # the kick ended
+        (8, two, False),  # the split undone
+        (9, two, False),
+    ]:
+        refinement.start_epoch(epoch)
+        if refinement.refresh(vae, x, active, epoch, kicking):
+            scored.append(epoch)
+            # the table is what targets() gives with this epoch's draw
+            refinement.start_epoch(epoch)
+            assert torch.equal(refinement.table, refinement.targets(vae, x, active))
+    assert scored == [0, 3, 4, 5, 7, 8]
+    assert set(refinement.table.tolist()) <= {0, 1}
+
+
+def test_with_a_table_the_loss_reads_each_rows_target_from_it():
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(40, 5, generator=torch.Generator().manual_seed(6))
+    active = pots_mask(3, [0, 1, 2])
+    refinement = RoutingRefinement(1.5, seed=1, every=2)
+    refinement.start_epoch(0)
+    refinement.refresh(vae, x, active, 0, False)
+    refinement.table = torch.arange(40) % 3  # a table to read, whatever the decoders say
+    rows = torch.tensor([5, 0, 17, 33, 8])
+    taught = torch.tensor([False, True, False, False, True])
+    loss = refinement.loss(vae, x[rows], active, taught, rows)
+    with torch.no_grad():
+        y = torch.log_softmax(vae.mean_logits(x[rows]), -1)
+    by_hand = -sum(float(y[i, int(rows[i]) % 3]) for i in (0, 2, 3))
+    assert loss.item() == pytest.approx(1.5 * by_hand, rel=1e-5)
+    with pytest.raises(ValueError, match="rows"):
+        refinement.loss(vae, x[rows], active)
+    with pytest.raises(ValueError, match="every"):
+        RoutingRefinement(1.0, seed=0, every=0)
+
+
+def test_the_table_travels_in_the_checkpoint():
+    t = _trainer(**{"curriculum.refine_weight": 1.0, "curriculum.refine_every": 4})
+    t.manager.open = [0, 1]
+    t.vae.open_pots([0, 1])
+    t.train_epoch()
+    state = copy.deepcopy(t.state_dict())
+    fresh = _trainer(**{"curriculum.refine_weight": 1.0, "curriculum.refine_every": 4})
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.refinement.table, t.refinement.table)
+    under = ((True, True, False), False)  # pots 0 and 1 open, no kick
+    assert fresh.refinement.scored_under == t.refinement.scored_under == under

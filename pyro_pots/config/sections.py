@@ -364,6 +364,13 @@ class CurriculumConfig(Section):
         "rows of each batch the routing refinement scores: a uniform draw whose loss is "
         "scaled to the batch, at that share of the refinement's cost (0: every row)",
     )
+    refine_every: int = key(
+        integer(1, MAX_EPOCHS),
+        1,
+        "epochs the routing refinement keeps one table of the training rows' targets, "
+        "scored at an epoch's start (and afresh whenever the open pots change or a kick "
+        "starts or ends); 1: each batch's targets are scored at its step",
+    )
     init_noise: float = key(
         number(0), 0.01, "scale of the noise added when a new pot is copied from its parent"
     )

@@ -25,7 +25,7 @@ from pyro_pots.config import Config, model_kwargs, resolve_likelihood
 from pyro_pots.curriculum import Decision, StageManager
 from pyro_pots.curriculum.gaps import cut_contrast
 from pyro_pots.curriculum.kick import NO_TARGET, Kick
-from pyro_pots.curriculum.neighbours import NeighbourPrior, nearest_among
+from pyro_pots.curriculum.neighbours import NeighbourPrior, cut_ratio, nearest_among
 from pyro_pots.curriculum.proposals import ON_CODES, parse_proposals, proposal_order, propose
 from pyro_pots.curriculum.refinement import RoutingRefinement
 from pyro_pots.curriculum.split import copy_pot, fresh_pot
@@ -159,7 +159,9 @@ class CurriculumTrainer(TrainerState):
         refinement = None
         if c.refine_weight > 0:
             rows_per_batch = c.refine_rows or None  # 0: every row
-            refinement = RoutingRefinement(c.refine_weight, cfg.train.seed, rows_per_batch)
+            refinement = RoutingRefinement(
+                c.refine_weight, cfg.train.seed, rows_per_batch, c.refine_every
+            )
         return cls(
             cfg, vae, manager, kick, optimizer, train_x, heldout_x, neighbour_prior, refinement
         )
@@ -230,6 +232,7 @@ class CurriculumTrainer(TrainerState):
         refine = self.refinement is not None and int(active.sum()) > 1
         if refine:
             self.refinement.start_epoch(self.epoch)
+            self.refinement.refresh(self.vae, self.train_x, active, self.epoch, kicking)
         eager = self._jit is None  # under train.jit the values are the compiled ELBO's inputs
         lam_scale = handlers.logit_prior_scale(lam=lam) if eager else contextlib.nullcontext()
         with validate, lam_scale, self.kick.handler(kicking and eager):
@@ -245,7 +248,7 @@ class CurriculumTrainer(TrainerState):
                     loss = loss + self.neighbour_prior.loss(self.vae, self.train_x, rows, active)
                 if refine:
                     taught = self.kick.taught(rows) if kicking else None
-                    loss = loss + self.refinement.loss(self.vae, xb, active, taught)
+                    loss = loss + self.refinement.loss(self.vae, xb, active, taught, rows)
                 self.optimizer.zero_grad()
                 if not self._backward_is_finite(loss):
                     # the NaN guard: a non-finite step never reaches the parameters
@@ -441,7 +444,7 @@ class CurriculumTrainer(TrainerState):
         else:
             copy_pot(self.vae, parent, new, c.init_noise, gen, self.optimizer)
 
-        def targets() -> Tuple[str, Dict[str, float], torch.Tensor]:
+        def targets() -> Tuple[str, Dict[str, float], torch.Tensor, Optional[float]]:
             rows = stage_scores.rows_of_pot(scores, parent)
             rows = rows[torch.randperm(len(rows), generator=gen)[: stage_scores.MAX_SPLIT_ROWS]]
             method = self.proposals_for(parent, attempt)[attempt]
@@ -453,11 +456,16 @@ class CurriculumTrainer(TrainerState):
             halves = torch.as_tensor(propose(method, data, new, codes))
             result = torch.full_like(self.kick.targets, NO_TARGET)
             result[rows] = torch.where(halves == 1, new, parent)
-            return method, dict(self.normality_tests.get(parent, {})), result
+            cut = None  # how far the proposal itself follows the neighbour graph
+            if self.neighbour_prior is not None:
+                cut = cut_ratio(result, self.neighbour_prior.neighbours, parent, new)
+            return method, dict(self.normality_tests.get(parent, {})), result, cut
 
         # every rank notes the same: the tests are rank 0's
-        method, tests, result = distributed.from_main(targets)
+        method, tests, result, cut = distributed.from_main(targets)
         noted = {"proposal": method}
+        if cut is not None:
+            noted["proposal_cut_ratio"] = cut
         if attempt == 0:  # the statistics that set the order of the parent's proposals
             noted["normality_tests"] = tests
         self.manager.note_unlock(new, **noted)

@@ -1,8 +1,9 @@
 """
 What a :class:`~pyro_pots.training.trainer.CurriculumTrainer` saves and restores: the
 snapshot a rejected split goes back to, the rollback after a run of non-finite steps, and
-the checkpoint state that resumes a fit exactly (model, optimizer, stage manager, kick,
-history, batch order, the NaN guard's counters and the RNG states).
+the checkpoint state that resumes a fit exactly (model, optimizer, stage manager, kick, the
+routing refinement's targets, history, batch order, the NaN guard's counters and the RNG
+states).
 """
 
 import copy
@@ -19,7 +20,8 @@ MAX_FRUITLESS_ROLLBACKS = 3
 
 class TrainerState:
     """The trainer's snapshots and checkpoint state; :class:`CurriculumTrainer`'s base
-    class (it holds ``vae``, ``optimizer``, ``manager``, ``kick`` and the counters)."""
+    class (it holds ``vae``, ``optimizer``, ``manager``, ``kick``, ``refinement`` and the
+    counters)."""
 
     def learning_rate(self) -> float:
         """The optimizer's current learning rate."""
@@ -67,14 +69,15 @@ class TrainerState:
 
     def state_dict(self) -> Dict[str, Any]:
         """Everything a checkpoint needs to resume exactly: model, optimizer, stage manager,
-        kick, the pre-split state, history, batch order, the NaN guard's counters and RNG
-        states."""
+        kick, the refinement's targets, the pre-split state, history, batch order, the NaN
+        guard's counters and RNG states."""
         return {
             "epoch": self.epoch,
             "vae": self.vae.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "manager": self.manager.state_dict(),
             "kick": self.kick.state_dict(),
+            "refinement": None if self.refinement is None else self.refinement.state_dict(),
             "pre_split": self.pre_split,
             "history": self.history,
             "batch_generator": self.batch_generator.get_state(),
@@ -94,6 +97,8 @@ class TrainerState:
         self.vae.load_state_dict(state["vae"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.kick.load_state_dict(state["kick"])
+        if self.refinement is not None and state.get("refinement") is not None:
+            self.refinement.load_state_dict(state["refinement"])
         self.pre_split = copy.deepcopy(state["pre_split"])
         self.history = list(state["history"])
         self.batch_generator.set_state(state["batch_generator"])

@@ -341,3 +341,62 @@ def test_kick_state_round_trip_and_its_handler_only_while_kicking():
     assert plain is not None  # a no-op handler
     with pytest.raises(ValueError, match="targets must have shape"):
         kick.start(1, torch.zeros(3, dtype=torch.long))
+
+
+def test_a_screened_proposal_is_never_kicked_and_the_next_follows_at_once(monkeypatch):
+    """Every proposal cutting half the graph (``cut_ratio`` forced to 0.5): both proposals
+    of the only parent are undone before their kicks, the model is left as it was before
+    the unlock, and the curriculum stops with no pot left to split."""
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_proposals": True})
+    t.train_epoch()
+    ev = t.evaluate()
+    before = {k: v.clone() for k, v in t.vae.state_dict().items()}
+    monkeypatch.setattr("pyro_pots.training.trainer.cut_ratio", lambda *args: 0.5)
+    decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 40.0})
+    t.act(decision, ev["scores"], ev["heldout_rows"])
+    actions = [(e["action"], e["numbers"].get("proposal")) for e in t.manager.log]
+    assert actions == [
+        ("unlock", "spectral"),
+        ("reject", None),
+        ("unlock", "two_means"),
+        ("reject", None),
+        ("stop", None),
+    ]
+    assert all(e["numbers"]["screened"] for e in t.manager.log if e["action"] == "reject")
+    assert t.manager.stopped and "no pot left to split" in t.manager.stop_reason
+    assert t.manager.open == [0] and t.pre_split is None
+    assert (t.kick.targets == NO_TARGET).all()
+    after = t.vae.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k != "active")
+
+
+def test_a_proposal_apart_in_the_graph_is_kicked_with_the_screen_on():
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_proposals": True})
+    t.train_epoch()
+    ev = t.evaluate()
+    decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 40.0})
+    t.act(decision, ev["scores"], ev["heldout_rows"])
+    assert t.manager.log[-1]["numbers"]["proposal_cut_ratio"] <= t.manager.max_cut_ratio
+    assert t.manager.pending is not None and (t.kick.targets == decision.pot).any()
+
+
+def test_after_a_parents_proposals_are_undone_the_next_parents_held_out_rows_are_its_own(
+    monkeypatch,
+):
+    """The controlled gain compares the held-out rows of the pot being split with the rest:
+    when the curriculum moves on to another parent, they are that parent's rows."""
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_proposals": True})
+    t.manager.open = [0, 1]
+    t.vae.open_pots([0, 1])
+    t.train_epoch()
+    ev = t.evaluate()
+    potts = t.potts_rows(ev["scores"])
+    cuts = iter([0.5, 0.5])  # pot 0's two proposals are screened, pot 1's first is not
+    monkeypatch.setattr("pyro_pots.training.trainer.cut_ratio", lambda *a: next(cuts, 0.0))
+    both = {0: 40.0, 1: 40.0}
+    decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0, 1: 0.5}, both)
+    t.act(decision, ev["scores"], ev["heldout_rows"], potts)
+    assert t.manager.pending["parent"] == 1 and t.manager.tried == [0]
+    held = heldout_pots(t.vae, t.heldout_x)
+    assert torch.equal(t.pre_split["parent_rows"], held == 1)
+    assert not torch.equal(held == 0, held == 1)  # the first parent's rows would differ

@@ -238,6 +238,14 @@ class CurriculumConfig(Section):
         "A spectral proposal is the graph's cheapest bisection, so a pot with no gap in it "
         "shows a high ratio even then: 0.15 with ``spectral`` first, 0.25 before",
     )
+    screen_proposals: bool = key(
+        flag(),
+        False,
+        "with the neighbour graph and max_cut_ratio: a split whose proposal itself cuts more "
+        "than max_cut_ratio of the graph is undone before its kick (a kick teaches its "
+        "proposal, and the stage would end with a split the graph test undoes); the next "
+        "proposal or parent follows at once",
+    )
     min_cut_contrast: float = key(
         number(0),
         2.0,

@@ -128,6 +128,8 @@ class StageManager(ManagerState):
     :param float min_evidence_z: a split whose held-out gain is less than this many
         standard errors above zero is undone as unsupported; 0 switches the test off.
     :param int proposals: split proposals a parent gets before it is marked as tried.
+    :param bool screen_proposals: undo a split before its kick when its proposal itself
+        cuts more than ``max_cut_ratio`` of the neighbour graph (:meth:`screen`).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class StageManager(ManagerState):
         evidence_z: float,
         min_evidence_z: float,
         proposals: int,
+        screen_proposals: bool = False,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
             raise ValueError(f"start_pots must be in 1..{num_pots}, got {start_pots}")
@@ -187,6 +190,7 @@ class StageManager(ManagerState):
         self.evidence_z = evidence_z
         self.min_evidence_z = min_evidence_z
         self.proposals = proposals
+        self.screen_proposals = screen_proposals
         # -- state (all of it in state_dict) --
         self.open: List[int] = list(range(start_pots))
         self.stage = 0
@@ -429,11 +433,7 @@ class StageManager(ManagerState):
                     f"{self.min_evidence_z})"
                 )
         if why is not None:
-            exhausted = self._next_attempt(self.pending["parent"], self.pending["attempt"]) is None
-            if exhausted and len(self.tried) + 1 >= self.max_fades:
-                why += f"; the splits of {self.max_fades} parents in a row were undone"
-                return self._reject(why, numbers, stop=True)
-            return self._reject(why, numbers, stop=False)
+            return self._undo(why, numbers)
         if self.heldout_stop and gain < self.min_gain:
             why = f"held-out gain {gain:.4f} nats/row < min_gain {self.min_gain}"
             return self._reject(why, numbers, stop=True)
@@ -456,6 +456,37 @@ class StageManager(ManagerState):
             )
         self._decide("accept", pot=new, parent=parent, numbers=dict(numbers), reason=reason)
         return None
+
+    def _undo(self, why: str, numbers: Dict[str, Any]) -> Decision:
+        """Reject the pending split and go on with the next proposal or parent; stop when
+        this was the last proposal of the ``max_fades``-th parent in a row."""
+        exhausted = self._next_attempt(self.pending["parent"], self.pending["attempt"]) is None
+        if exhausted and len(self.tried) + 1 >= self.max_fades:
+            why += f"; the splits of {self.max_fades} parents in a row were undone"
+            return self._reject(why, numbers, stop=True)
+        return self._reject(why, numbers, stop=False)
+
+    def screens(self, cut: Optional[float]) -> bool:
+        """Whether the pending split's proposal, whose own cut ratio in the neighbour graph
+        is ``cut`` (None: no graph or no boundary), is undone before its kick
+        (:meth:`screen`)."""
+        if not self.screen_proposals or self.max_cut_ratio <= 0 or cut is None:
+            return False
+        return self.pending is not None and cut > self.max_cut_ratio
+
+    def screen(self, cut: float) -> Decision:
+        """Undo the pending split before its kick: its proposal already cuts ``cut`` >
+        ``max_cut_ratio`` of what a random split of its rows would, and a kick teaches the
+        proposal, so the stage would end with a split the graph test undoes. The parent's
+        next proposal (or the next parent) follows at once, as after a rejection; logged
+        as ``reject`` with ``screened``."""
+        numbers = {"proposal_cut_ratio": cut, "max_cut_ratio": self.max_cut_ratio}
+        numbers["screened"] = True
+        why = (
+            f"its proposal cuts through its rows' neighbour graph before any training (cut "
+            f"ratio {cut:.3f} > max_cut_ratio {self.max_cut_ratio}); not kicked"
+        )
+        return self._undo(why, numbers)
 
     def _is_apart(self, share: float, kept: float, cut: Optional[float]) -> bool:
         """Whether a new pot below ``min_usage`` is a small mode apart from its parent in

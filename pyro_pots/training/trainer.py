@@ -411,18 +411,17 @@ class CurriculumTrainer(TrainerState):
             self.kick.clear()
         if decision.action == "unlock":
             if not decision.restore:  # a retry keeps the baseline it was restored to
-                # the held-out rows the split acts on: the controlled gain, measured only
-                # under the Potts prior, compares them with the rest
-                parent_rows = None
-                if potts_rows is not None:
-                    pots = stage_scores.heldout_pots(self.vae, self.heldout_x)
-                    parent_rows = pots == decision.parent
                 self.pre_split = {
                     "state": self.snapshot(),
                     "heldout_rows": heldout_rows,
                     "potts_rows": potts_rows,
-                    "parent_rows": parent_rows,
                 }
+            if self.pre_split.get("potts_rows") is not None:
+                # the held-out rows the split acts on (the controlled gain, measured only
+                # under the Potts prior, compares them with the rest), in the pre-split
+                # state: after a rejection the next parent may be another pot
+                pots = stage_scores.heldout_pots(self.vae, self.heldout_x)
+                self.pre_split["parent_rows"] = pots == decision.parent
             self._split(decision.parent, decision.pot, decision.attempt, scores)
         if self.manager.pending is None:
             self.pre_split = None
@@ -469,6 +468,9 @@ class CurriculumTrainer(TrainerState):
         if attempt == 0:  # the statistics that set the order of the parent's proposals
             noted["normality_tests"] = tests
         self.manager.note_unlock(new, **noted)
+        if self.manager.screens(cut):  # undone before its kick: the next one at once
+            self.act(self.manager.screen(cut), scores)
+            return
         self.kick.start(new, result)
 
     def proposals_for(self, parent: int, attempt: int) -> Sequence[str]:

@@ -95,8 +95,22 @@ OURS = {
     "pyro-pots": [],
     "all pots open": None,
     "data as given (default until 2026-11-27)": ["data.scaling=none"],
-    "no routing refinement (default until 2026-11-27)": ["curriculum.refine_weight=0"],
-    "refinement targets kept 5 epochs": ["curriculum.refine_every=5"],
+    "no routing refinement (default until 2026-11-27)": [
+        "curriculum.refine_weight=0",
+        "curriculum.screen_cut_ratio=0",
+    ],
+    "refinement every step, no screen (default until 2026-11-28)": [
+        "curriculum.refine_every=1",
+        "curriculum.screen_cut_ratio=0",
+    ],
+    "refinement targets kept 5 epochs": [
+        "curriculum.refine_every=5",
+        "curriculum.screen_cut_ratio=0",
+    ],
+    "screened at cut ratio 0.15 + targets kept 5 epochs": [
+        "curriculum.refine_every=5",
+        "curriculum.screen_cut_ratio=0.15",
+    ],
     "retry kick x2": ["curriculum.retry_kick_factor=2"],
     "kick until parted (up to 1800 steps)": ["curriculum.kick_max_steps=1800"],
     "prior none": ["prior.kind=none"],

@@ -114,7 +114,7 @@ TABLE_DEFAULTS = {
     "curriculum.refine_weight": 10.0,
     "curriculum.refine_rows": 0,
     "curriculum.refine_every": 1,
-    "curriculum.screen_proposals": False,
+    "curriculum.screen_cut_ratio": 0.0,
     "curriculum.kick_bias": 0.0,
     "curriculum.min_usage": 0.02,
     "curriculum.min_usage_apart": 0.01,

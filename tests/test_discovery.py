@@ -347,7 +347,7 @@ def test_a_screened_proposal_is_never_kicked_and_the_next_follows_at_once(monkey
     """Every proposal cutting half the graph (``cut_ratio`` forced to 0.5): both proposals
     of the only parent are undone before their kicks, the model is left as it was before
     the unlock, and the curriculum stops with no pot left to split."""
-    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_proposals": True})
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_cut_ratio": 0.2})
     t.train_epoch()
     ev = t.evaluate()
     before = {k: v.clone() for k, v in t.vae.state_dict().items()}
@@ -371,12 +371,12 @@ def test_a_screened_proposal_is_never_kicked_and_the_next_follows_at_once(monkey
 
 
 def test_a_proposal_apart_in_the_graph_is_kicked_with_the_screen_on():
-    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_proposals": True})
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_cut_ratio": 0.2})
     t.train_epoch()
     ev = t.evaluate()
     decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 40.0})
     t.act(decision, ev["scores"], ev["heldout_rows"])
-    assert t.manager.log[-1]["numbers"]["proposal_cut_ratio"] <= t.manager.max_cut_ratio
+    assert t.manager.log[-1]["numbers"]["proposal_cut_ratio"] <= t.manager.screen_cut_ratio
     assert t.manager.pending is not None and (t.kick.targets == decision.pot).any()
 
 
@@ -385,7 +385,7 @@ def test_after_a_parents_proposals_are_undone_the_next_parents_held_out_rows_are
 ):
     """The controlled gain compares the held-out rows of the pot being split with the rest:
     when the curriculum moves on to another parent, they are that parent's rows."""
-    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_proposals": True})
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_cut_ratio": 0.2})
     t.manager.open = [0, 1]
     t.vae.open_pots([0, 1])
     t.train_epoch()

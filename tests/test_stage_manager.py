@@ -544,14 +544,14 @@ def test_a_proposal_that_already_cuts_through_the_graph_is_screened_before_its_k
         start_pots=2,
         heldout_stop=False,
         max_cut_ratio=0.15,
-        screen_proposals=True,
+        screen_cut_ratio=0.2,
         proposals=2,
         max_fades=2,
     )
     d, _ = feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
     assert (d.action, d.parent, d.attempt) == ("unlock", 0, 0)
-    assert not m.screens(0.15) and not m.screens(None) and m.screens(0.2)
-    retry = m.screen(0.2)  # the parent's second proposal, at once: no stage ran
+    assert not m.screens(0.2) and not m.screens(None) and m.screens(0.25)
+    retry = m.screen(0.25)  # the parent's second proposal, at once: no stage ran
     assert (retry.action, retry.pot, retry.parent, retry.attempt, retry.restore) == (
         "unlock",
         2,
@@ -561,8 +561,8 @@ def test_a_proposal_that_already_cuts_through_the_graph_is_screened_before_its_k
     )
     screened = m.log[-2]
     assert screened["action"] == "reject" and screened["numbers"]["screened"]
-    assert screened["numbers"]["proposal_cut_ratio"] == 0.2
-    assert "before any training (cut ratio 0.200 > max_cut_ratio 0.15)" in screened["reason"]
+    assert screened["numbers"]["proposal_cut_ratio"] == 0.25
+    assert "before any training (cut ratio 0.250 > screen_cut_ratio 0.2)" in screened["reason"]
     assert m.kick_remaining == 2 and m.pending["attempt"] == 1
     nxt = m.screen(0.4)  # pot 0 is spent: the next parent, pot 1
     assert (nxt.action, nxt.parent, nxt.attempt) == ("unlock", 1, 0) and m.tried == [0]
@@ -572,9 +572,9 @@ def test_a_proposal_that_already_cuts_through_the_graph_is_screened_before_its_k
     assert "2 parents in a row were undone" in m.stop_reason
 
 
-@pytest.mark.parametrize("changes", [{"screen_proposals": False}, {"max_cut_ratio": 0.0}])
+@pytest.mark.parametrize("changes", [{"screen_cut_ratio": 0.0}, {"max_cut_ratio": 0.0}])
 def test_without_the_screen_or_the_graph_test_no_proposal_is_screened(changes):
-    settings = dict(start_pots=2, heldout_stop=False, max_cut_ratio=0.15, screen_proposals=True)
+    settings = dict(start_pots=2, heldout_stop=False, max_cut_ratio=0.15, screen_cut_ratio=0.2)
     m = manager(**{**settings, **changes})
     feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
     assert m.pending is not None and not m.screens(0.9)

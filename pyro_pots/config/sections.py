@@ -238,13 +238,15 @@ class CurriculumConfig(Section):
         "A spectral proposal is the graph's cheapest bisection, so a pot with no gap in it "
         "shows a high ratio even then: 0.15 with ``spectral`` first, 0.25 before",
     )
-    screen_proposals: bool = key(
-        flag(),
-        False,
+    screen_cut_ratio: float = key(
+        number(0),
+        0.0,
         "with the neighbour graph and max_cut_ratio: a split whose proposal itself cuts more "
-        "than max_cut_ratio of the graph is undone before its kick (a kick teaches its "
-        "proposal, and the stage would end with a split the graph test undoes); the next "
-        "proposal or parent follows at once",
+        "than this share of what a random split would (its cut ratio before any training) "
+        "is undone before its kick, and the next proposal or parent follows at once; a kick "
+        "teaches its proposal, so the stage would likely end with a split max_cut_ratio "
+        "undoes. Above max_cut_ratio, since training moves some boundaries into a gap "
+        "(0: off, the default until 2026-11-28)",
     )
     min_cut_contrast: float = key(
         number(0),
@@ -377,7 +379,8 @@ class CurriculumConfig(Section):
         1,
         "epochs the routing refinement keeps one table of the training rows' targets, "
         "scored at an epoch's start (and afresh whenever the open pots change or a kick "
-        "starts or ends); 1: each batch's targets are scored at its step",
+        "starts or ends); 1: each batch's targets are scored at its step (the default until "
+        "2026-11-28, 1.3 times the time per epoch at 13 pots)",
     )
     init_noise: float = key(
         number(0), 0.01, "scale of the noise added when a new pot is copied from its parent"

@@ -128,8 +128,9 @@ class StageManager(ManagerState):
     :param float min_evidence_z: a split whose held-out gain is less than this many
         standard errors above zero is undone as unsupported; 0 switches the test off.
     :param int proposals: split proposals a parent gets before it is marked as tried.
-    :param bool screen_proposals: undo a split before its kick when its proposal itself
-        cuts more than ``max_cut_ratio`` of the neighbour graph (:meth:`screen`).
+    :param float screen_cut_ratio: with ``max_cut_ratio`` on, undo a split before its
+        kick when its proposal's own cut ratio in the neighbour graph exceeds this
+        (:meth:`screen`); 0 switches the screen off.
     """
 
     def __init__(
@@ -157,7 +158,7 @@ class StageManager(ManagerState):
         evidence_z: float,
         min_evidence_z: float,
         proposals: int,
-        screen_proposals: bool = False,
+        screen_cut_ratio: float = 0.0,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
             raise ValueError(f"start_pots must be in 1..{num_pots}, got {start_pots}")
@@ -190,7 +191,7 @@ class StageManager(ManagerState):
         self.evidence_z = evidence_z
         self.min_evidence_z = min_evidence_z
         self.proposals = proposals
-        self.screen_proposals = screen_proposals
+        self.screen_cut_ratio = screen_cut_ratio
         # -- state (all of it in state_dict) --
         self.open: List[int] = list(range(start_pots))
         self.stage = 0
@@ -470,21 +471,21 @@ class StageManager(ManagerState):
         """Whether the pending split's proposal, whose own cut ratio in the neighbour graph
         is ``cut`` (None: no graph or no boundary), is undone before its kick
         (:meth:`screen`)."""
-        if not self.screen_proposals or self.max_cut_ratio <= 0 or cut is None:
+        if self.screen_cut_ratio <= 0 or self.max_cut_ratio <= 0 or cut is None:
             return False
-        return self.pending is not None and cut > self.max_cut_ratio
+        return self.pending is not None and cut > self.screen_cut_ratio
 
     def screen(self, cut: float) -> Decision:
         """Undo the pending split before its kick: its proposal already cuts ``cut`` >
-        ``max_cut_ratio`` of what a random split of its rows would, and a kick teaches the
-        proposal, so the stage would end with a split the graph test undoes. The parent's
-        next proposal (or the next parent) follows at once, as after a rejection; logged
-        as ``reject`` with ``screened``."""
-        numbers = {"proposal_cut_ratio": cut, "max_cut_ratio": self.max_cut_ratio}
+        ``screen_cut_ratio`` of what a random split of its rows would, and a kick teaches
+        the proposal, so the stage would likely end with a split the graph test
+        (``max_cut_ratio``) undoes. The parent's next proposal (or the next parent) follows
+        at once, as after a rejection; logged as ``reject`` with ``screened``."""
+        numbers = {"proposal_cut_ratio": cut, "screen_cut_ratio": self.screen_cut_ratio}
         numbers["screened"] = True
         why = (
             f"its proposal cuts through its rows' neighbour graph before any training (cut "
-            f"ratio {cut:.3f} > max_cut_ratio {self.max_cut_ratio}); not kicked"
+            f"ratio {cut:.3f} > screen_cut_ratio {self.screen_cut_ratio}); not kicked"
         )
         return self._undo(why, numbers)
 

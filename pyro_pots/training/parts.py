@@ -68,7 +68,7 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         evidence_z=c.evidence_z,
         min_evidence_z=c.min_evidence_z,
         proposals=len(parse_proposals(c.split_proposals)),
-        screen_proposals=c.screen_proposals,
+        screen_cut_ratio=c.screen_cut_ratio,
     )
 
 

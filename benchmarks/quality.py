@@ -107,6 +107,10 @@ OURS = {
         "curriculum.refine_every=5",
         "curriculum.screen_cut_ratio=0",
     ],
+    "screened at cut ratio 0.2 + targets kept 5 epochs": [
+        "curriculum.refine_every=5",
+        "curriculum.screen_cut_ratio=0.2",
+    ],
     "screened at cut ratio 0.15 + targets kept 5 epochs": [
         "curriculum.refine_every=5",
         "curriculum.screen_cut_ratio=0.15",

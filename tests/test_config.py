@@ -113,7 +113,7 @@ TABLE_DEFAULTS = {
     "curriculum.kick_weight": 10.0,
     "curriculum.refine_weight": 10.0,
     "curriculum.refine_rows": 0,
-    "curriculum.refine_every": 1,
+    "curriculum.refine_every": 5,
     "curriculum.screen_cut_ratio": 0.0,
     "curriculum.kick_bias": 0.0,
     "curriculum.min_usage": 0.02,

@@ -233,3 +233,22 @@ def test_the_table_travels_in_the_checkpoint():
     assert torch.equal(fresh.refinement.table, t.refinement.table)
     under = ((True, True, False), False)  # pots 0 and 1 open, no kick
     assert fresh.refinement.scored_under == t.refinement.scored_under == under
+
+
+def test_a_table_naming_a_closed_pot_is_refused_and_every_1_drops_a_loaded_table():
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    x = torch.rand(10, 5, generator=torch.Generator().manual_seed(7))
+    rows = torch.arange(10)
+    saved = RoutingRefinement(1.0, seed=0, every=4)
+    saved.start_epoch(0)
+    saved.refresh(vae, x, pots_mask(3, [0, 1, 2]), 0, False)
+    saved.table = torch.full((10,), 2)  # pot 2 ...
+    with pytest.raises(ValueError, match="closed pot"):  # ... since closed (a split undone)
+        saved.loss(vae, x, pots_mask(3, [0, 1]), rows=rows)
+    # a state saved under every > 1 and loaded with every = 1: each step scores its own
+    plain = RoutingRefinement(1.0, seed=0)
+    plain.load_state_dict(saved.state_dict())
+    plain.start_epoch(0)
+    assert not plain.refresh(vae, x, pots_mask(3, [0, 1]), 0, False) and plain.table is None
+    assert torch.isfinite(plain.loss(vae, x, pots_mask(3, [0, 1]), rows=rows))

@@ -246,7 +246,7 @@ class CurriculumConfig(Section):
         "is undone before its kick, and the next proposal or parent follows at once; a kick "
         "teaches its proposal, so the stage would likely end with a split max_cut_ratio "
         "undoes. Above max_cut_ratio, since training moves some boundaries into a gap "
-        "(0: off, the default until 2026-11-28)",
+        "(0: off, the default: on nuisance seed 0 the screen ended the fit at one pot)",
     )
     min_cut_contrast: float = key(
         number(0),
@@ -376,7 +376,7 @@ class CurriculumConfig(Section):
     )
     refine_every: int = key(
         integer(1, MAX_EPOCHS),
-        1,
+        5,
         "epochs the routing refinement keeps one table of the training rows' targets, "
         "scored at an epoch's start (and afresh whenever the open pots change or a kick "
         "starts or ends); 1: each batch's targets are scored at its step (the default until "

@@ -89,6 +89,7 @@ class RoutingRefinement:
         state than it was scored under. Call after :meth:`start_epoch`; returns whether it
         scored."""
         if self.every == 1:
+            self.table = None  # e.g. one loaded with a state saved under every > 1
             return False
         under = (tuple(active.tolist()), kicking)
         due = self.table is None or epoch - self.scored_at >= self.every
@@ -132,6 +133,10 @@ class RoutingRefinement:
             target = self.targets(vae, xb, active).to(xb.device)
         else:
             target = self.table[index].to(xb.device)
+            if not bool(active[target].all()):
+                raise ValueError(
+                    "the table of targets names a closed pot: refresh() it for the open pots"
+                )
         y = vae.mean_logits(xb).masked_fill(~active, -math.inf)
         return self.weight * scale * cross_entropy(y, target, reduction="sum")
 

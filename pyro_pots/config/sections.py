@@ -365,8 +365,7 @@ class CurriculumConfig(Section):
         "weight of the routing refinement (nats per row): a cross-entropy between the "
         "encoder's routing and each row's open pot of highest ELBO, on every row a kick is "
         "not teaching, so that the logit prior cannot carry rows away from the pot that "
-        "explains them best (0: off, the default until 2026-11-27; about a quarter more "
-        "time per epoch)",
+        "explains them best (0: off, the default until 2026-11-27)",
     )
     refine_rows: int = key(
         integer(0),
@@ -380,7 +379,7 @@ class CurriculumConfig(Section):
         "epochs the routing refinement keeps one table of the training rows' targets, "
         "scored at an epoch's start (and afresh whenever the open pots change or a kick "
         "starts or ends); 1: each batch's targets are scored at its step (the default until "
-        "2026-11-28, 1.3 times the time per epoch at 13 pots)",
+        "2026-11-28, 1.5 times the time per epoch at 14 pots)",
     )
     init_noise: float = key(
         number(0), 0.01, "scale of the noise added when a new pot is copied from its parent"

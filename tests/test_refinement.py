@@ -16,6 +16,13 @@ from pyro_pots.distributions import pots_mask
 from pyro_pots.model import PotsVAE
 
 
+def small_vae_and_rows(num_pots: int, rows: int, seed: int):
+    """A small model (weights seeded with 0) over 5 features, and ``rows`` rows in [0, 1]."""
+    torch.manual_seed(0)
+    vae = PotsVAE(5, num_pots=num_pots, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
+    return vae, torch.rand(rows, 5, generator=torch.Generator().manual_seed(seed))
+
+
 def test_a_refinement_without_weight_is_refused():
     with pytest.raises(ValueError, match="weight"):
         RoutingRefinement(0.0, seed=0)
@@ -32,9 +39,7 @@ def test_targets_are_the_pot_whose_decoder_explains_the_row():
 
 
 def test_loss_is_weight_times_the_cross_entropy_of_the_open_pots_logits_against_targets():
-    torch.manual_seed(0)
-    vae = PotsVAE(5, num_pots=4, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
-    x = torch.rand(30, 5, generator=torch.Generator().manual_seed(1))
+    vae, x = small_vae_and_rows(num_pots=4, rows=30, seed=1)
     active = pots_mask(4, [0, 2, 3])
     refinement = RoutingRefinement(0.7, seed=3)
     refinement.start_epoch(4)
@@ -53,9 +58,7 @@ def test_loss_is_weight_times_the_cross_entropy_of_the_open_pots_logits_against_
 
 
 def test_taught_rows_add_nothing_and_the_rest_add_what_they_add_alone():
-    torch.manual_seed(0)
-    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
-    x = torch.rand(12, 5, generator=torch.Generator().manual_seed(2))
+    vae, x = small_vae_and_rows(num_pots=3, rows=12, seed=2)
     active = pots_mask(3, [0, 1])
     taught = torch.arange(12) < 5
     refinement = RoutingRefinement(2.0, seed=0)
@@ -68,9 +71,7 @@ def test_taught_rows_add_nothing_and_the_rest_add_what_they_add_alone():
 
 
 def test_gradient_reaches_the_open_pots_logits_and_not_the_decoders():
-    torch.manual_seed(0)
-    vae = PotsVAE(5, num_pots=4, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
-    x = torch.rand(30, 5, generator=torch.Generator().manual_seed(1))
+    vae, x = small_vae_and_rows(num_pots=4, rows=30, seed=1)
     refinement = RoutingRefinement(1.0, seed=0)
     refinement.start_epoch(0)
     refinement.loss(vae, x, pots_mask(4, [0, 2, 3])).backward()
@@ -145,9 +146,7 @@ def test_a_resumed_epoch_repeats_the_refinement_exactly(every):
 
 
 def test_with_rows_the_loss_is_the_drawn_rows_scaled_to_the_batch():
-    torch.manual_seed(0)
-    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
-    x = torch.rand(20, 5, generator=torch.Generator().manual_seed(3))
+    vae, x = small_vae_and_rows(num_pots=3, rows=20, seed=3)
     active = pots_mask(3, [0, 1, 2])
     refinement = RoutingRefinement(2.0, seed=4, rows=5)
     refinement.start_epoch(1)
@@ -172,9 +171,7 @@ def test_the_trainer_passes_refine_rows_with_zero_for_every_row():
 def test_a_table_is_scored_when_due_and_kept_in_between():
     """With ``every`` = 3 the targets are scored at epochs 0, 3, 6, ... and afresh when the
     open pots change or a kick starts or ends; in between the same table serves."""
-    torch.manual_seed(0)
-    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
-    x = torch.rand(40, 5, generator=torch.Generator().manual_seed(5))
+    vae, x = small_vae_and_rows(num_pots=3, rows=40, seed=5)
     two, three = pots_mask(3, [0, 1]), pots_mask(3, [0, 1, 2])
     refinement = RoutingRefinement(1.0, seed=2, every=3)
     scored = []
@@ -201,9 +198,7 @@ def test_a_table_is_scored_when_due_and_kept_in_between():
 
 
 def test_with_a_table_the_loss_reads_each_rows_target_from_it():
-    torch.manual_seed(0)
-    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
-    x = torch.rand(40, 5, generator=torch.Generator().manual_seed(6))
+    vae, x = small_vae_and_rows(num_pots=3, rows=40, seed=6)
     active = pots_mask(3, [0, 1, 2])
     refinement = RoutingRefinement(1.5, seed=1, every=2)
     refinement.start_epoch(0)
@@ -236,9 +231,7 @@ def test_the_table_travels_in_the_checkpoint():
 
 
 def test_a_table_naming_a_closed_pot_is_refused_and_every_1_drops_a_loaded_table():
-    torch.manual_seed(0)
-    vae = PotsVAE(5, num_pots=3, latent_dim=2, hidden_dim=8, decoder_hidden_dim=8)
-    x = torch.rand(10, 5, generator=torch.Generator().manual_seed(7))
+    vae, x = small_vae_and_rows(num_pots=3, rows=10, seed=7)
     rows = torch.arange(10)
     saved = RoutingRefinement(1.0, seed=0, every=4)
     saved.start_epoch(0)

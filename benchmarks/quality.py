@@ -110,10 +110,17 @@ OURS = {
     "screened at cut ratio 0.2 + targets kept 5 epochs": [
         "curriculum.refine_every=5",
         "curriculum.screen_cut_ratio=0.2",
+        "curriculum.screen_first_proposals=true",
     ],
     "screened at cut ratio 0.15 + targets kept 5 epochs": [
         "curriculum.refine_every=5",
         "curriculum.screen_cut_ratio=0.15",
+        "curriculum.screen_first_proposals=true",
+    ],
+    "screen retries only at 0.15 + targets kept 5 epochs": [
+        "curriculum.refine_every=5",
+        "curriculum.screen_cut_ratio=0.15",
+        "curriculum.screen_first_proposals=false",
     ],
     "retry kick x2": ["curriculum.retry_kick_factor=2"],
     "kick until parted (up to 1800 steps)": ["curriculum.kick_max_steps=1800"],

@@ -343,11 +343,26 @@ def test_kick_state_round_trip_and_its_handler_only_while_kicking():
         kick.start(1, torch.zeros(3, dtype=torch.long))
 
 
+SCREEN_ALL = {"curriculum.screen_cut_ratio": 0.2, "curriculum.screen_first_proposals": True}
+
+
+def test_by_default_a_parents_first_proposal_is_kicked_whatever_its_cut(monkeypatch):
+    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_cut_ratio": 0.2})
+    t.train_epoch()
+    ev = t.evaluate()
+    monkeypatch.setattr("pyro_pots.training.trainer.cut_ratio", lambda *args: 0.5)
+    decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 40.0})
+    t.act(decision, ev["scores"], ev["heldout_rows"])
+    assert [e["action"] for e in t.manager.log] == ["unlock"]
+    assert t.manager.log[-1]["numbers"]["proposal_cut_ratio"] == 0.5
+    assert t.manager.pending["attempt"] == 0 and (t.kick.targets == decision.pot).any()
+
+
 def test_a_screened_proposal_is_never_kicked_and_the_next_follows_at_once(monkeypatch):
     """Every proposal cutting half the graph (``cut_ratio`` forced to 0.5): both proposals
     of the only parent are undone before their kicks, the model is left as it was before
     the unlock, and the curriculum stops with no pot left to split."""
-    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_cut_ratio": 0.2})
+    t = _trainer(**{**SPECTRAL_FIRST, **SCREEN_ALL})
     t.train_epoch()
     ev = t.evaluate()
     before = {k: v.clone() for k, v in t.vae.state_dict().items()}
@@ -385,7 +400,7 @@ def test_after_a_parents_proposals_are_undone_the_next_parents_held_out_rows_are
 ):
     """The controlled gain compares the held-out rows of the pot being split with the rest:
     when the curriculum moves on to another parent, they are that parent's rows."""
-    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_cut_ratio": 0.2})
+    t = _trainer(**{**SPECTRAL_FIRST, **SCREEN_ALL})
     t.manager.open = [0, 1]
     t.vae.open_pots([0, 1])
     t.train_epoch()

@@ -545,6 +545,7 @@ def test_a_proposal_that_already_cuts_through_the_graph_is_screened_before_its_k
         heldout_stop=False,
         max_cut_ratio=0.15,
         screen_cut_ratio=0.2,
+        screen_first_proposals=True,
         proposals=2,
         max_fades=2,
     )
@@ -572,9 +573,27 @@ def test_a_proposal_that_already_cuts_through_the_graph_is_screened_before_its_k
     assert "2 parents in a row were undone" in m.stop_reason
 
 
+def test_by_default_only_a_parents_retries_are_screened():
+    """The first proposal is kicked whatever its cut ratio; once its stage is undone, the
+    retry (proposed on the rows the parent kept at that stage end) is screened."""
+    m = manager(
+        start_pots=2, heldout_stop=False, max_cut_ratio=0.15, screen_cut_ratio=0.2, proposals=3
+    )
+    assert not m.screen_first_proposals
+    d, _ = feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    assert (d.action, d.parent, d.attempt) == ("unlock", 0, 0)
+    assert not m.screens(0.9)  # the first proposal: kicked
+    retry, _ = feed(m, [0, 0, 7, 6, 5, 5, 5], usage={0: 0.5, 1: 0.49, 2: 0.01})  # faded
+    assert (retry.parent, retry.attempt) == (0, 1) and m.pending["attempt"] == 1
+    assert m.screens(0.25) and not m.screens(0.2) and not m.screens(None)
+    third = m.screen(0.25)  # the parent's third proposal follows at once
+    assert (third.action, third.parent, third.attempt) == ("unlock", 0, 2)
+    assert m.log[-2]["numbers"]["screened"] and m.screens(0.25)
+
+
 @pytest.mark.parametrize("changes", [{"screen_cut_ratio": 0.0}, {"max_cut_ratio": 0.0}])
 def test_without_the_screen_or_the_graph_test_no_proposal_is_screened(changes):
     settings = dict(start_pots=2, heldout_stop=False, max_cut_ratio=0.15, screen_cut_ratio=0.2)
-    m = manager(**{**settings, **changes})
+    m = manager(**{**settings, **changes, "screen_first_proposals": True})
     feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
     assert m.pending is not None and not m.screens(0.9)

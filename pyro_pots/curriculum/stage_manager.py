@@ -131,6 +131,9 @@ class StageManager(ManagerState):
     :param float screen_cut_ratio: with ``max_cut_ratio`` on, undo a split before its
         kick when its proposal's own cut ratio in the neighbour graph exceeds this
         (:meth:`screen`); 0 switches the screen off.
+    :param bool screen_first_proposals: screen a parent's first proposal too; by default
+        only its retries are screened and the first is always kicked, because a retry's
+        proposal is made on the rows the parent keeps at the undone split's stage end.
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class StageManager(ManagerState):
         min_evidence_z: float,
         proposals: int,
         screen_cut_ratio: float = 0.0,
+        screen_first_proposals: bool = False,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
             raise ValueError(f"start_pots must be in 1..{num_pots}, got {start_pots}")
@@ -192,6 +196,7 @@ class StageManager(ManagerState):
         self.min_evidence_z = min_evidence_z
         self.proposals = proposals
         self.screen_cut_ratio = screen_cut_ratio
+        self.screen_first_proposals = screen_first_proposals
         # -- state (all of it in state_dict) --
         self.open: List[int] = list(range(start_pots))
         self.stage = 0
@@ -470,10 +475,16 @@ class StageManager(ManagerState):
     def screens(self, cut: Optional[float]) -> bool:
         """Whether the pending split's proposal, whose own cut ratio in the neighbour graph
         is ``cut`` (None: no graph or no boundary), is undone before its kick
-        (:meth:`screen`)."""
+        (:meth:`screen`). A parent's first proposal is screened only with
+        ``screen_first_proposals``: screening it also removes the stage at whose end the
+        parent's retry is proposed, on the rows the parent keeps then."""
         if self.screen_cut_ratio <= 0 or self.max_cut_ratio <= 0 or cut is None:
             return False
-        return self.pending is not None and cut > self.screen_cut_ratio
+        if self.pending is None:
+            return False
+        if self.pending["attempt"] == 0 and not self.screen_first_proposals:
+            return False
+        return cut > self.screen_cut_ratio
 
     def screen(self, cut: float) -> Decision:
         """Undo the pending split before its kick: its proposal already cuts ``cut`` >

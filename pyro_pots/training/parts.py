@@ -69,6 +69,7 @@ def build_manager(cfg: Config, steps_per_epoch: int) -> StageManager:
         min_evidence_z=c.min_evidence_z,
         proposals=len(parse_proposals(c.split_proposals)),
         screen_cut_ratio=c.screen_cut_ratio,
+        screen_first_proposals=c.screen_first_proposals,
     )
 
 

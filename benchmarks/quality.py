@@ -122,6 +122,7 @@ OURS = {
         "curriculum.screen_cut_ratio=0.15",
         "curriculum.screen_first_proposals=false",
     ],
+    "kick 300 steps (with the refinement)": ["curriculum.kick_steps=300"],
     "retry kick x2": ["curriculum.retry_kick_factor=2"],
     "kick until parted (up to 1800 steps)": ["curriculum.kick_max_steps=1800"],
     "prior none": ["prior.kind=none"],

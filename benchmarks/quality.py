@@ -123,6 +123,7 @@ OURS = {
         "curriculum.screen_first_proposals=false",
     ],
     "kick 300 steps (with the refinement)": ["curriculum.kick_steps=300"],
+    "min_stage_epochs 5": ["curriculum.min_stage_epochs=5"],
     "retry kick x2": ["curriculum.retry_kick_factor=2"],
     "kick until parted (up to 1800 steps)": ["curriculum.kick_max_steps=1800"],
     "prior none": ["prior.kind=none"],

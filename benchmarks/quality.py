@@ -124,6 +124,14 @@ OURS = {
     ],
     "kick 300 steps (with the refinement)": ["curriculum.kick_steps=300"],
     "min_stage_epochs 5": ["curriculum.min_stage_epochs=5"],
+    "kick 300 steps, retries x2": [
+        "curriculum.kick_steps=300",
+        "curriculum.retry_kick_factor=2",
+    ],
+    "kick 300 steps, up to 600 until parted": [
+        "curriculum.kick_steps=300",
+        "curriculum.kick_max_steps=600",
+    ],
     "retry kick x2": ["curriculum.retry_kick_factor=2"],
     "kick until parted (up to 1800 steps)": ["curriculum.kick_max_steps=1800"],
     "prior none": ["prior.kind=none"],

@@ -118,9 +118,9 @@ def test_a_kick_keeps_its_rows_and_the_refinement_takes_the_others(monkeypatch):
     seen = []
     real = trainer.refinement.loss
 
-    def spy(vae, xb, active, taught=None, rows=None):
+    def spy(vae, xb, active, taught=None, rows=None, logits=None):
         seen.append(int((~taught).sum()) if taught is not None else len(xb))
-        return real(vae, xb, active, taught, rows)
+        return real(vae, xb, active, taught, rows, logits)
 
     monkeypatch.setattr(trainer.refinement, "loss", spy)
     trainer.train_epoch()

@@ -80,16 +80,23 @@ class Kick:
         return self.targets[rows.cpu()] != NO_TARGET
 
     def loss(
-        self, vae: PotsVAE, xb: torch.Tensor, rows: torch.Tensor, active: torch.Tensor
+        self,
+        vae: PotsVAE,
+        xb: torch.Tensor,
+        rows: torch.Tensor,
+        active: torch.Tensor,
+        logits: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """``weight`` times the cross-entropy (summed over rows) between the raw logits over
         the open pots of the batch ``xb`` (training rows ``rows``) and their targets; rows
-        without a target add nothing."""
+        without a target add nothing. ``logits``: the batch's
+        :meth:`PotsVAE.mean_logits`, when the caller has them (None: computed here)."""
         target = self.targets[rows].to(xb.device)
         has = self.taught(rows).to(xb.device)
         if not has.any():
             return self.weight * xb.new_zeros(())
-        y = vae.mean_logits(xb[has]).masked_fill(~active, -math.inf)
+        y = vae.mean_logits(xb[has]) if logits is None else logits[has]
+        y = y.masked_fill(~active, -math.inf)
         return self.weight * cross_entropy(y, target[has], reduction="sum")
 
     def agreement(self, pots_now: torch.Tensor) -> Optional[float]:

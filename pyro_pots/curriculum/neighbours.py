@@ -112,19 +112,30 @@ class NeighbourPrior:
         self._generator.manual_seed(self.seed * 100_003 + epoch)
 
     def loss(
-        self, vae: PotsVAE, train_x: torch.Tensor, rows: torch.Tensor, active: torch.Tensor
+        self,
+        vae: PotsVAE,
+        train_x: torch.Tensor,
+        rows: torch.Tensor,
+        active: torch.Tensor,
+        logits: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """
         ``beta * k * sum_i (1 - <r(x_i), r(x_j)>)`` over the batch's training rows ``rows``,
         each paired with one of its neighbours ``j`` drawn uniformly: an unbiased estimate
         of the batch rows' expected cut edges times ``beta``, differentiable through both
         ends of every edge.
+
+        :param torch.Tensor logits: the batch rows' :meth:`PotsVAE.mean_logits`, when the
+            caller has them (one encoder pass shared by the loss terms); None: computed here.
         """
         pick = torch.randint(self.k, (len(rows),), generator=self._generator)
         partners = self.neighbours[rows.cpu(), pick].to(rows.device)
-        both = torch.cat([rows, partners])
-        r = masked_softmax(vae.mean_logits(train_x[both]), active)
-        r_i, r_j = r[: len(rows)], r[len(rows) :]
+        if logits is None:  # one encoder pass over both ends of the edges
+            both = vae.mean_logits(train_x[torch.cat([rows, partners])])
+            logits, theirs = both[: len(rows)], both[len(rows) :]
+        else:
+            theirs = vae.mean_logits(train_x[partners])
+        r_i, r_j = masked_softmax(logits, active), masked_softmax(theirs, active)
         same = (r_i * r_j).sum(-1)
         return self.beta * self.k * (1.0 - same).sum()
 

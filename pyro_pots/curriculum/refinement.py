@@ -110,25 +110,28 @@ class RoutingRefinement:
         active: torch.Tensor,
         taught: Optional[torch.Tensor] = None,
         rows: Optional[torch.Tensor] = None,
+        logits: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """``weight`` times the cross-entropy (summed over the batch ``xb``) between the
         raw logits over the open pots and :meth:`targets` (the :meth:`refresh` table's at
         the batch's training rows ``rows``, when there is one); rows marked in ``taught``
         (the rows a kick teaches its own targets) add nothing. With :attr:`rows`,
-        estimated from that many of the other rows."""
+        estimated from that many of the other rows. ``logits``: the batch's
+        :meth:`PotsVAE.mean_logits`, when the caller has them (None: computed here)."""
         if self.table is not None and rows is None:
             raise ValueError("with a table of targets (every > 1) the batch's rows are needed")
         index = torch.arange(len(xb)) if rows is None else rows.cpu()
+        at = torch.arange(len(xb))  # the kept rows' places in the batch
         if taught is not None:
             keep = ~taught.cpu()
-            xb, index = xb[keep.to(xb.device)], index[keep]
+            xb, index, at = xb[keep.to(xb.device)], index[keep], at[keep]
         if len(xb) == 0:
             return self.weight * xb.new_zeros(())
         scale = 1.0
         if self.rows is not None and len(xb) > self.rows:
             drawn = torch.randperm(len(xb), generator=self._generator)[: self.rows]
             scale = len(xb) / self.rows
-            xb, index = xb[drawn.to(xb.device)], index[drawn]
+            xb, index, at = xb[drawn.to(xb.device)], index[drawn], at[drawn]
         if self.table is None:
             target = self.targets(vae, xb, active).to(xb.device)
         else:
@@ -137,7 +140,8 @@ class RoutingRefinement:
                 raise ValueError(
                     "the table of targets names a closed pot: refresh() it for the open pots"
                 )
-        y = vae.mean_logits(xb).masked_fill(~active, -math.inf)
+        y = vae.mean_logits(xb) if logits is None else logits[at.to(logits.device)]
+        y = y.masked_fill(~active, -math.inf)
         return self.weight * scale * cross_entropy(y, target, reduction="sum")
 
     def state_dict(self) -> Dict[str, Any]:

@@ -233,6 +233,7 @@ class CurriculumTrainer(TrainerState):
         if refine:
             self.refinement.start_epoch(self.epoch)
             self.refinement.refresh(self.vae, self.train_x, active, self.epoch, kicking)
+        extra_terms = kicking or refine or self.neighbour_prior is not None
         eager = self._jit is None  # under train.jit the values are the compiled ELBO's inputs
         lam_scale = handlers.logit_prior_scale(lam=lam) if eager else contextlib.nullcontext()
         with validate, lam_scale, self.kick.handler(kicking and eager):
@@ -242,13 +243,16 @@ class CurriculumTrainer(TrainerState):
                     loss = elbo.differentiable_loss(self.model, self.guide, xb, active)
                 else:
                     loss = self._ddp(xb, active)
+                # the terms outside the ELBO share one encoder pass over the batch
+                logits = self.vae.mean_logits(xb) if extra_terms else None
                 if kicking:
-                    loss = loss + self.kick.loss(self.vae, xb, rows, active)
+                    loss = loss + self.kick.loss(self.vae, xb, rows, active, logits)
                 if self.neighbour_prior is not None:
-                    loss = loss + self.neighbour_prior.loss(self.vae, self.train_x, rows, active)
+                    prior = self.neighbour_prior
+                    loss = loss + prior.loss(self.vae, self.train_x, rows, active, logits)
                 if refine:
                     taught = self.kick.taught(rows) if kicking else None
-                    loss = loss + self.refinement.loss(self.vae, xb, active, taught, rows)
+                    loss = loss + self.refinement.loss(self.vae, xb, active, taught, rows, logits)
                 self.optimizer.zero_grad()
                 if not self._backward_is_finite(loss):
                     # the NaN guard: a non-finite step never reaches the parameters

@@ -115,7 +115,7 @@ TABLE_DEFAULTS = {
     "curriculum.refine_rows": 0,
     "curriculum.refine_every": 5,
     "curriculum.screen_cut_ratio": 0.15,
-    "curriculum.screen_first_proposals": False,
+    "curriculum.screen_first_proposals": True,
     "curriculum.kick_bias": 0.0,
     "curriculum.min_usage": 0.02,
     "curriculum.min_usage_apart": 0.01,

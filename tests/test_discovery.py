@@ -346,16 +346,30 @@ def test_kick_state_round_trip_and_its_handler_only_while_kicking():
 SCREEN_ALL = {"curriculum.screen_cut_ratio": 0.2, "curriculum.screen_first_proposals": True}
 
 
-def test_by_default_a_parents_first_proposal_is_kicked_whatever_its_cut(monkeypatch):
-    t = _trainer(**{**SPECTRAL_FIRST, "curriculum.screen_cut_ratio": 0.2})
+def test_a_proposal_on_the_codes_is_kicked_whatever_its_cut(monkeypatch):
+    codes_first = {"curriculum.split_proposals": "codes,spectral"}
+    t = _trainer(**{**codes_first, "curriculum.normality_whitened": False})
+    assert t.manager.screen_first_proposals and t.manager.screen_cut_ratio > 0
     t.train_epoch()
     ev = t.evaluate()
     monkeypatch.setattr("pyro_pots.training.trainer.cut_ratio", lambda *args: 0.5)
     decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 40.0})
     t.act(decision, ev["scores"], ev["heldout_rows"])
     assert [e["action"] for e in t.manager.log] == ["unlock"]
+    assert t.manager.log[-1]["numbers"]["proposal"] == "codes"
     assert t.manager.log[-1]["numbers"]["proposal_cut_ratio"] == 0.5
     assert t.manager.pending["attempt"] == 0 and (t.kick.targets == decision.pot).any()
+
+
+def test_by_default_a_parents_first_proposal_is_screened(monkeypatch):
+    t = _trainer(**SPECTRAL_FIRST)
+    t.train_epoch()
+    ev = t.evaluate()
+    monkeypatch.setattr("pyro_pots.training.trainer.cut_ratio", lambda *args: 0.5)
+    decision = t.manager.open_pot(0, "by hand", ev["usage"], {0: 1.0}, {0: 40.0})
+    t.act(decision, ev["scores"], ev["heldout_rows"])
+    assert [e["action"] for e in t.manager.log][:3] == ["unlock", "reject", "unlock"]
+    assert t.manager.log[1]["numbers"]["screened"]
 
 
 def test_a_screened_proposal_is_never_kicked_and_the_next_follows_at_once(monkeypatch):

@@ -573,13 +573,31 @@ def test_a_proposal_that_already_cuts_through_the_graph_is_screened_before_its_k
     assert "2 parents in a row were undone" in m.stop_reason
 
 
-def test_by_default_only_a_parents_retries_are_screened():
+def test_by_default_every_proposal_is_screened_but_one_on_the_codes():
+    m = manager(
+        start_pots=2, heldout_stop=False, max_cut_ratio=0.15, screen_cut_ratio=0.2, proposals=2
+    )
+    assert m.screen_first_proposals
+    d, _ = feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
+    assert (d.action, d.parent, d.attempt) == ("unlock", 0, 0)
+    assert m.screens(0.25) and m.screens(0.25, "spectral") and m.screens(0.25, "two_means")
+    assert not m.screens(0.9, "codes")  # made where the rows' graph shows no modes: kicked
+    assert not m.screens(0.2, "spectral")
+    m.screen(0.25)  # the retry, at once
+    assert m.pending["attempt"] == 1 and not m.screens(0.9, "codes") and m.screens(0.9)
+
+
+def test_without_screen_first_proposals_only_a_parents_retries_are_screened():
     """The first proposal is kicked whatever its cut ratio; once its stage is undone, the
     retry (proposed on the rows the parent kept at that stage end) is screened."""
     m = manager(
-        start_pots=2, heldout_stop=False, max_cut_ratio=0.15, screen_cut_ratio=0.2, proposals=3
+        start_pots=2,
+        heldout_stop=False,
+        max_cut_ratio=0.15,
+        screen_cut_ratio=0.2,
+        proposals=3,
+        screen_first_proposals=False,
     )
-    assert not m.screen_first_proposals
     d, _ = feed(m, [10, 9, 8, 8, 8], misfit={0: 5.0, 1: 1.0})
     assert (d.action, d.parent, d.attempt) == ("unlock", 0, 0)
     assert not m.screens(0.9)  # the first proposal: kicked

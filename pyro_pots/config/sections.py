@@ -241,20 +241,19 @@ class CurriculumConfig(Section):
     screen_cut_ratio: float = key(
         number(0),
         0.15,
-        "with the neighbour graph and max_cut_ratio: a retry whose proposal itself cuts more "
+        "with the neighbour graph and max_cut_ratio: a split whose proposal itself cuts more "
         "than this share of what a random split would (its cut ratio before any training) "
         "is undone before its kick, and the next proposal or parent follows at once; a kick "
         "teaches its proposal, so the stage would likely end with a split max_cut_ratio "
-        "undoes (0: off, before 2026-11-28; 0.15 since, the same K on every data set of the "
-        "quality benchmark in a sixth fewer epochs on digits)",
+        "undoes (0: off, before 2026-11-28). A proposal on the latent codes is never "
+        "screened (the rows' graph says nothing of it before training)",
     )
     screen_first_proposals: bool = key(
         flag(),
-        False,
+        True,
         "with screen_cut_ratio: screen a parent's first proposal too (false: only its "
-        "retries; the first is always kicked, because the retry's proposal is made on the "
-        "rows the parent keeps at that stage's end, and screening the first removes that "
-        "stage: on nuisance seed 0 screening every proposal ended the fit at one pot)",
+        "retries, the default of 2026-11-28; true since the codes proposal is never "
+        "screened, the same K on every data set of the quality benchmark in fewer epochs)",
     )
     min_cut_contrast: float = key(
         number(0),

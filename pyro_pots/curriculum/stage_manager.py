@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pyro_pots.curriculum.decisions import Decision
 from pyro_pots.curriculum.manager_state import ManagerState
+from pyro_pots.curriculum.proposals import ON_CODES
 
 __all__ = ["PARENT_RULES", "Decision", "StageManager", "judged_evidence"]
 
@@ -131,9 +132,9 @@ class StageManager(ManagerState):
     :param float screen_cut_ratio: with ``max_cut_ratio`` on, undo a split before its
         kick when its proposal's own cut ratio in the neighbour graph exceeds this
         (:meth:`screen`); 0 switches the screen off.
-    :param bool screen_first_proposals: screen a parent's first proposal too; by default
-        only its retries are screened and the first is always kicked, because a retry's
-        proposal is made on the rows the parent keeps at the undone split's stage end.
+    :param bool screen_first_proposals: screen a parent's first proposal too (false: only
+        its retries; the first is always kicked). A proposal on the latent codes is never
+        screened (:meth:`screens`).
     """
 
     def __init__(
@@ -162,7 +163,7 @@ class StageManager(ManagerState):
         min_evidence_z: float,
         proposals: int,
         screen_cut_ratio: float = 0.0,
-        screen_first_proposals: bool = False,
+        screen_first_proposals: bool = True,
     ) -> None:
         if not 1 <= start_pots <= num_pots:
             raise ValueError(f"start_pots must be in 1..{num_pots}, got {start_pots}")
@@ -472,15 +473,19 @@ class StageManager(ManagerState):
             return self._reject(why, numbers, stop=True)
         return self._reject(why, numbers, stop=False)
 
-    def screens(self, cut: Optional[float]) -> bool:
-        """Whether the pending split's proposal, whose own cut ratio in the neighbour graph
-        is ``cut`` (None: no graph or no boundary), is undone before its kick
-        (:meth:`screen`). A parent's first proposal is screened only with
-        ``screen_first_proposals``: screening it also removes the stage at whose end the
-        parent's retry is proposed, on the rows the parent keeps then."""
+    def screens(self, cut: Optional[float], proposal: Optional[str] = None) -> bool:
+        """Whether the pending split's ``proposal`` (a key of
+        :data:`~pyro_pots.curriculum.proposals.PROPOSALS`), whose own cut ratio in the
+        neighbour graph is ``cut`` (None: no graph or no boundary), is undone before its
+        kick (:meth:`screen`). A parent's first proposal is screened only with
+        ``screen_first_proposals``. A proposal on the latent codes
+        (:data:`~pyro_pots.curriculum.proposals.ON_CODES`) is never screened: it is made
+        where the rows look like one blob and the whitened codes do not, so the rows'
+        graph before any training says nothing of it; and the parent's retry is proposed
+        on the rows the parent keeps at the end of its stage."""
         if self.screen_cut_ratio <= 0 or self.max_cut_ratio <= 0 or cut is None:
             return False
-        if self.pending is None:
+        if self.pending is None or proposal in ON_CODES:
             return False
         if self.pending["attempt"] == 0 and not self.screen_first_proposals:
             return False

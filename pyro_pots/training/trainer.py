@@ -472,7 +472,7 @@ class CurriculumTrainer(TrainerState):
         if attempt == 0:  # the statistics that set the order of the parent's proposals
             noted["normality_tests"] = tests
         self.manager.note_unlock(new, **noted)
-        if self.manager.screens(cut):  # undone before its kick: the next one at once
+        if self.manager.screens(cut, method):  # undone before its kick: the next one at once
             self.act(self.manager.screen(cut), scores)
             return
         self.kick.start(new, result)

@@ -252,8 +252,8 @@ class CurriculumConfig(Section):
         flag(),
         True,
         "with screen_cut_ratio: screen a parent's first proposal too (false: only its "
-        "retries, the default of 2026-11-28; true since the codes proposal is never "
-        "screened, the same K on every data set of the quality benchmark in fewer epochs)",
+        "retries, the default until the codes proposal was exempted from the screen; true "
+        "keeps every data set's K in the quality benchmark, in fewer epochs)",
     )
     min_cut_contrast: float = key(
         number(0),

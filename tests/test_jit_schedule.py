@@ -139,6 +139,38 @@ def test_a_scheduled_elbo_refuses_another_model_and_missing_values():
     assert torch.isfinite(elbo.differentiable_loss(vae.model, vae.guide, x, active))
 
 
+def _backward_nodes(loss):
+    """The types of the nodes of ``loss``'s autograd graph."""
+    seen, stack = set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(child for child, _ in node.next_functions)
+    return {type(node).__name__ for node in seen}
+
+
+@pytest.mark.parametrize("optimized", [False, True])
+def test_on_cpu_eager_autograd_differentiates_the_compiled_elbo(optimized, monkeypatch):
+    """On CPU the compiled graph runs interpreted, so eager autograd records its ops
+    (a softplus's own backward node); the optimizing executor differentiates the graph
+    itself once it has profiled a few calls: one opaque node (``CppFunction``) for
+    a fused subgraph, whose backward was the slower one (docs/benchmarks.md). The
+    optimizing case, forced here, shows what the test tells apart."""
+    from pyro_pots.training import parts
+
+    if optimized:
+        monkeypatch.setattr(parts, "executor", lambda device: torch.jit.optimized_execution(True))
+    vae = make_vae().float()
+    x, active = torch.rand(10, D), pots_mask(K, [0, 1])
+    elbo = ScheduledElbo(vae.model, vae.guide, vae.temperature).at(1.0)
+    for _ in range(4):  # past the optimizing executor's profiling runs
+        loss = elbo.differentiable_loss(vae.model, vae.guide, x, active)
+    nodes = _backward_nodes(loss)
+    assert ("CppFunction" in nodes) == optimized
+    assert ("SoftplusBackward0" in nodes) == (not optimized)
+
+
 # -- the trainer: the same steps with and without train.jit --------------------------------
 def _trainer(jit: bool):
     from test_curriculum_parts import _trainer as build

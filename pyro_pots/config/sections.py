@@ -442,7 +442,8 @@ class TrainConfig(Section):
         flag(),
         True,
         "compile the ELBO with JitTrace_ELBO: one compiled ELBO for the whole fit (lambda and "
-        "the kick's values are its tensor arguments), under torchrun too",
+        "the kick's values are its tensor arguments), under torchrun too; on CPU the graph "
+        "runs interpreted and eager autograd differentiates it (the faster backward there)",
     )
     bad_step_patience: int = key(
         integer(1, MAX_EPOCHS),

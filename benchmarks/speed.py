@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import pyro
 import torch
@@ -208,18 +208,42 @@ def pyro_vs_twin(data_dim, rows, batch_size, num_pots, open_pots, steps, repeats
     }
 
 
-def epoch_seconds(
-    data_dim, rows, batch_size, num_pots, open_pots, repeats, device, jit: bool = False
-) -> float:
-    """Median seconds of a Pyro-path epoch over ``rows`` rows (``jit``: the compiled ELBO
-    that ``train.jit``, the default, runs)."""
+def epoch_step(data_dim, rows, batch_size, num_pots, open_pots, device, jit: bool = False):
+    """A Pyro-path epoch over ``rows`` rows, warmed up, as ``(step, batches)`` for
+    :func:`timed` (``jit``: the compiled ELBO that ``train.jit``, the default, runs)."""
     x = torch.rand(rows, data_dim, generator=torch.Generator().manual_seed(1)).to(device)
     batches = batches_of(x, batch_size, len(x))
     vae = make(data_dim, num_pots, device)
     active = pots_mask(num_pots, range(open_pots), device)
     step = step_of(pyro_loss(vae, active, jit), adam(vae.parameters(), 1e-3))
     timed(step, batches[:3])
+    return step, batches
+
+
+def epoch_seconds(data_dim, rows, batch_size, num_pots, open_pots, repeats, device) -> float:
+    """Median seconds of a Pyro-path epoch over ``rows`` rows."""
+    step, batches = epoch_step(data_dim, rows, batch_size, num_pots, open_pots, device)
     return statistics.median(timed(step, batches) for _ in range(repeats))
+
+
+def k_max_seconds(k_maxes, repeats, device) -> Dict[str, Dict[int, float]]:
+    """Median epoch seconds at 2 open pots for each K_max, eager (``pyro``) and compiled
+    (``jit``), digits-sized; every configuration is timed once per repeat, in turn, so that
+    a drift of the machine's speed hits them all (this machine's speed drifts by a third
+    between minutes)."""
+    steps = {
+        (path, k): epoch_step(64, 1797, 128, k, 2, device, jit=path == "jit")
+        for path in ("pyro", "jit")
+        for k in k_maxes
+    }
+    seconds: Dict[Tuple[str, int], List[float]] = {key: [] for key in steps}
+    for _ in range(repeats):
+        for key, (step, batches) in steps.items():
+            seconds[key].append(timed(step, batches))
+    return {
+        path: {k: statistics.median(seconds[(path, k)]) for k in k_maxes}
+        for path in ("pyro", "jit")
+    }
 
 
 def jit_fits(data: str, epochs: int, repeats: int, threads: int, device: str) -> Dict:
@@ -411,16 +435,14 @@ def main() -> None:
             "| compiled ELBO epoch s | / K_max 4 |",
             "| --- | --- | --- | --- | --- |",
         )
-        results["k_max"], results["k_max_jit"] = {}, {}
-        base = base_jit = None
-        for num_pots in (4, 16, 64):
-            secs = epoch_seconds(64, 1797, 128, num_pots, 2, args.repeats, device)
-            jit = epoch_seconds(64, 1797, 128, num_pots, 2, args.repeats, device, jit=True)
-            base, base_jit = base or secs, base_jit or jit
-            results["k_max"][num_pots], results["k_max_jit"][num_pots] = secs, jit
+        k_maxes = (4, 16, 64)
+        medians = k_max_seconds(k_maxes, args.repeats, device)
+        results["k_max"], results["k_max_jit"] = medians["pyro"], medians["jit"]
+        for k in k_maxes:
+            secs, jit = medians["pyro"][k], medians["jit"][k]
             emit(
-                f"| {num_pots} | {secs:.3f} | {secs / base:.2f} | {jit:.3f} "
-                f"| {jit / base_jit:.2f} |"
+                f"| {k} | {secs:.3f} | {secs / medians['pyro'][4]:.2f} | {jit:.3f} "
+                f"| {jit / medians['jit'][4]:.2f} |"
             )
 
     if "rows" in args.only:

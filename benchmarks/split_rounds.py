@@ -72,7 +72,7 @@ def run_folders(paths: List[Path]) -> List[Path]:
     found = []
     for path in paths:
         if not path.is_dir():
-            raise SystemExit(f"split_rounds.py: '{path}' is not a folder")
+            raise ValueError(f"'{path}' is not a folder")
         inner = [path] if (path / "stages.json").exists() else sorted(path.iterdir())
         found += [
             p for p in inner if (p / "stages.json").exists() and (p / "summary.json").exists()
@@ -84,9 +84,12 @@ def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, or folders of runs")
     args = parser.parse_args(argv)
-    folders = run_folders(args.runs)
+    try:
+        folders = run_folders(args.runs)
+    except ValueError as error:
+        parser.error(str(error))  # one line, exit code 2
     if not folders:
-        raise SystemExit("split_rounds.py: no finished run (stages.json and summary.json) found")
+        parser.error("no finished run (a folder with stages.json and summary.json) found")
     print("| run | pots | epochs | kicked stages | rounds | rounds / stages |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, pots, epochs, stages, needed in map(run_row, folders):

@@ -43,7 +43,7 @@ def test_the_rounds_are_the_critical_path_of_the_kicks():
     assert split_rounds.rounds([]) == 0
 
 
-def test_a_folder_of_runs_is_read_and_a_missing_one_refused(tmp_path, capsys):
+def test_a_folder_of_runs_is_read_and_bad_paths_refused(tmp_path, capsys):
     run = tmp_path / "pyro-pots__digits__0"
     run.mkdir()
     (run / "stages.json").write_text(json.dumps(LOG))
@@ -51,5 +51,10 @@ def test_a_folder_of_runs_is_read_and_a_missing_one_refused(tmp_path, capsys):
     (tmp_path / "unfinished").mkdir()
     split_rounds.main([str(tmp_path)])
     assert "| pyro-pots__digits__0 | 5 | 300 | 5 | 4 | 0.80 |" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="is not a folder"):
-        split_rounds.main([str(tmp_path / "nowhere")])
+    for bad, why in (
+        (tmp_path / "nowhere", "is not a folder"),
+        (tmp_path / "unfinished", "no finished run"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            split_rounds.main([str(bad)])
+        assert exited.value.code == 2 and why in capsys.readouterr().err

@@ -218,9 +218,8 @@ def executor(device: torch.device) -> contextlib.AbstractContextManager:
     """TorchScript's executor for the compiled ELBO on ``device``. On CPU the graph is
     interpreted: its forward runs without Pyro's Python (the point of compiling) and eager
     autograd records it, whereas the optimizing executor differentiates the graph itself,
-    and that backward took 1.4x eager's at 64-d (6.6 ms against 4.7 a step; with it a 64-d
-    step ran at 0.75 of the twin's speed, interpreted at 0.92; docs/benchmarks.md). On
-    CUDA the optimizing executor, which may fuse kernels (not measured against it)."""
+    with a backward 1.4-1.6 times eager's at 64-d (docs/benchmarks.md). On CUDA the
+    optimizing executor, which may fuse kernels (not measured against it)."""
     return torch.jit.optimized_execution(device.type != "cpu")
 
 

@@ -186,13 +186,13 @@ class ScheduledElbo:
         compiled = self.compiled
         with executor(x.device):
             loss, surrogate = self.elbo.loss_and_surrogate_loss(*args, **self._options)
-        self._graphs.add(options)
-        if state is not None and self.compiled > compiled:
-            # compiling ran the ELBO three times, drawing noise each time: draw again from
-            # where this step started, so that the compile step draws as any other step does
-            # and a resumed fit (which compiles again) goes on exactly as the uninterrupted one
-            _set_rng_state(state)
-            with executor(x.device):
+            self._graphs.add(options)
+            if state is not None and self.compiled > compiled:
+                # compiling ran the ELBO three times, drawing noise each time: draw again
+                # from where this step started, so that the compile step draws as any other
+                # step does and a resumed fit (which compiles again) goes on exactly as the
+                # uninterrupted one
+                _set_rng_state(state)
                 loss, surrogate = self.elbo.loss_and_surrogate_loss(*args, **self._options)
         # the surrogate's gradient only, as Trace_ELBO.differentiable_loss: Pyro 1.9's
         # JitTrace_ELBO.differentiable_loss keeps the loss's own gradient too, doubling
